@@ -1,0 +1,81 @@
+"""TrainFlow: load ▶ validate ▶ split ▶ foreach candidate: tune ▶ select ▶ evaluate ▶ export/register.
+
+Thin on purpose: every step calls one function of ``loopml``. Runs locally, or unchanged with
+``--with batch`` / ``--with kubernetes``.
+"""
+
+from metaflow import FlowSpec, Parameter, card, current, step
+
+
+class TrainFlow(FlowSpec):
+    spec_path = Parameter("spec", help="path to project.yaml", required=True)
+    store = Parameter("store", help="store root: a folder or s3://bucket/prefix", default=".loopml")
+    until = Parameter("until", help="train on data up to this timestamp (retraining on a newer window)", default="")
+    mode = Parameter("mode", help="'promote': champion if it passes the gates; 'challenger': never promote here",
+                     default="promote")
+
+    @step
+    def start(self):
+        from loopml.modeling.train import load_training_data, make_splits
+        from loopml.spec import load_spec
+
+        if self.mode not in ("promote", "challenger"):
+            raise ValueError(f"--mode must be 'promote' or 'challenger', got {self.mode!r}")
+        self.spec = load_spec(self.spec_path)
+        data = load_training_data(self.spec, until=self.until or None)
+        self.data_uri, self.data_fingerprint, self.data_window = data.uri, data.fingerprint, data.window
+        self.data_rows = len(data.frame)
+        self.data = data
+        self.splits, self.classes = make_splits(data.frame, self.spec)
+        self.candidates = list(self.spec.candidates)
+        self.next(self.tune, foreach="candidates")
+
+    @step
+    def tune(self):
+        from loopml.modeling.train import schema_of
+        from loopml.modeling.tune import encode, tune
+
+        train = encode(self.splits.train, self.spec, self.classes)
+        valid = encode(self.splits.valid, self.spec, self.classes)
+        self.result = tune(self.input, train, valid, self.spec, self.classes, schema_of(self.spec, self.classes))
+        self.summary = self.result.summary()
+        self.next(self.select)
+
+    @step
+    def select(self, inputs):
+        from loopml.modeling.select import select
+
+        self.spec = inputs[0].spec  # re-pickled per branch (set order differs), so not byte-equal
+        self.merge_artifacts(inputs, include=["splits", "classes", "data", "data_uri", "data_fingerprint",
+                                              "data_window", "data_rows"])
+        results = [i.result for i in inputs]
+        self.selection = select([r.summary() for r in results], self.spec)
+        self.winner = results[self.selection.winner]
+        self.params = self.winner.params
+        self.next(self.evaluate)
+
+    @card(type="blank", id="training")
+    @step
+    def evaluate(self):
+        from loopml.modeling.train import evaluate
+        from loopml.reporting import training_card
+
+        self.evaluation = evaluate(self.winner, self.splits, self.spec, self.classes)
+        self.metrics = self.evaluation.metrics
+        for component in training_card(self.selection, self.evaluation, self.spec):
+            current.card["training"].append(component)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        from loopml.modeling.train import register_version
+        from loopml.registry import Registry
+        from loopml.storage import from_uri
+
+        self.version, self.decision = register_version(
+            Registry(from_uri(self.store)), self.spec, self.data, self.winner, self.selection, self.evaluation,
+            self.classes, current.pathspec, promote=self.mode == "promote")
+
+
+if __name__ == "__main__":
+    TrainFlow()

@@ -1,0 +1,145 @@
+"""The training run as a few core functions; ``flows/train_flow.py`` calls one per step."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopml.data import fingerprint, load_frame, validate
+from loopml.modeling.evaluate import fairness, importance, test_metrics
+from loopml.modeling.select import Selection
+from loopml.modeling.split import Splits, split
+from loopml.modeling.tune import CandidateResult, classes_of, encode, model_outputs
+from loopml.predictor import Schema
+from loopml.registry import Registry
+from loopml.spec import ProblemSpec
+
+
+@dataclass
+class TrainingData:
+    frame: pd.DataFrame
+    fingerprint: str
+    uri: str
+    window: dict[str, str] | None
+
+
+def load_training_data(spec: ProblemSpec, uri: str | None = None, until: str | None = None) -> TrainingData:
+    """Load and validate; ``until`` and the spec's retraining window pick the newer data to train on."""
+    uri = uri or spec.data.train
+    df = validate(load_frame(uri), spec, source=uri)
+    window = None
+    if spec.timestamp and (until or spec.retraining.window_days):
+        end = pd.Timestamp(until) if until else df[spec.timestamp].max()
+        start = end - pd.Timedelta(days=spec.retraining.window_days) if spec.retraining.window_days else df[spec.timestamp].min()
+        df = df[(df[spec.timestamp] > start) & (df[spec.timestamp] <= end)].reset_index(drop=True)
+        window = {"start": str(start), "end": str(end)}
+        if df.empty:
+            raise ValueError(f"{uri}: no rows in the training window {window}")
+    return TrainingData(df, fingerprint(df), uri, window)
+
+
+def schema_of(spec: ProblemSpec, classes: list | None) -> Schema:
+    return Schema(spec.task, tuple((f.name, f.type) for f in spec.features), tuple(classes) if classes else None)
+
+
+def make_splits(df: pd.DataFrame, spec: ProblemSpec) -> tuple[Splits, list | None]:
+    return split(df, spec), classes_of(df, spec)
+
+
+def reference_set(pipeline: Any, test_df: pd.DataFrame, spec: ProblemSpec, classes: list | None) -> pd.DataFrame:
+    """What NannyML needs: the test period's features, predictions, probabilities, targets, timestamps."""
+    X = encode(test_df, spec, classes).X
+    pred, proba = model_outputs(pipeline, X, spec, classes)
+    return with_predictions(test_df, spec, pred, proba, classes)
+
+
+def with_predictions(df: pd.DataFrame, spec: ProblemSpec, pred: np.ndarray, proba: np.ndarray | None, classes: list | None) -> pd.DataFrame:
+    keep = [c for c in [spec.id, spec.timestamp, *spec.feature_names, spec.target] if c and c in df.columns]
+    out = df[keep].reset_index(drop=True).copy()
+    out["y_pred"] = pred.tolist() if spec.is_classifier else pred
+    if proba is not None and classes is not None:
+        if len(classes) == 2:
+            out["y_pred_proba"] = proba[:, 1]
+        else:
+            for i, c in enumerate(classes):
+                out[f"y_pred_proba_{c}"] = proba[:, i]
+    return out
+
+
+def code_version() -> str | None:
+    """The git sha of the code that trained, marked ``-dirty`` with uncommitted changes."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=here)
+
+    try:
+        sha = git("rev-parse", "--verify", "HEAD")
+        if sha.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    fairness: dict[str, Any] | None
+    importance: list[dict[str, float]]
+    reference: pd.DataFrame
+
+
+def evaluate(winner: CandidateResult, splits: Splits, spec: ProblemSpec, classes: list | None) -> Evaluation:
+    test = encode(splits.test, spec, classes)
+    return Evaluation(
+        metrics=test_metrics(winner.pipeline, test, spec, classes),
+        fairness=fairness(winner.pipeline, splits.test, test, spec, classes),
+        importance=importance(winner.pipeline, test, spec, classes),
+        reference=reference_set(winner.pipeline, splits.test, spec, classes),
+    )
+
+
+def gates(spec: ProblemSpec, metrics: dict[str, float], fair: dict[str, Any] | None) -> dict[str, Any]:
+    """Whether a version may become champion, and the reasons when it may not."""
+    value = metrics[spec.metric.name]
+    reasons = []
+    if not spec.metric.passes(value):
+        reasons.append(f"test {spec.metric.name} {value:.4f} misses the threshold ({spec.metric})")
+    if fair is not None and not fair["passes"]:
+        reasons.append(f"fairness gap in {fair['metric']} across {fair['group']} is {fair['gap']:.4f} > {fair['max_gap']:g}")
+    return {"metric": str(spec.metric), "value": value, "passes": not reasons, "reasons": reasons}
+
+
+def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
+                     selection: Selection, ev: Evaluation, classes: list | None, run_pathspec: str | None,
+                     promote: bool = True) -> tuple[int, dict[str, Any]]:
+    """Register the winner with its lineage; promote it only when it passes the spec's gates."""
+    if not data.fingerprint or not data.uri:
+        raise ValueError("refusing to register a version whose training data cannot be traced (no fingerprint or location)")
+    artifacts = {"model.joblib": winner.joblib_bytes}
+    if winner.onnx.model:
+        artifacts["model.onnx"] = winner.onnx.model
+    g = gates(spec, ev.metrics, ev.fairness)
+    meta = {
+        "name": spec.name, "task": spec.task, "family": winner.family, "params": winner.params,
+        "schema": schema_of(spec, classes).to_dict(), "metrics": ev.metrics, "valid_score": winner.valid_score,
+        "data": {"uri": data.uri, "fingerprint": data.fingerprint, "rows": len(data.frame), "window": data.window},
+        "lineage": {"metaflow_run": run_pathspec, "code_version": code_version(), "spec_sha256": spec.fingerprint()},
+        "onnx": {"parity_max_abs_diff": winner.onnx.max_abs_diff, "error": winner.onnx.error},
+        "latency_ms": {"p50": winner.latency_p50_ms, "p99": winner.latency_p99_ms, "served_as": winner.served_as},
+        "selection": selection.table, "selection_reason": selection.reason,
+        "fairness": ev.fairness, "importance": ev.importance, "gates": g,
+    }
+    version = registry.register(artifacts, meta, ev.reference)
+    decision = {"version": version.number, "gates": g, "promoted": False}
+    if g["passes"] and promote:
+        registry.promote(version.number, why=f"trained by {run_pathspec}; test {g['metric'].split()[0]} {g['value']:.4f} passes {g['metric']}")
+        decision["promoted"] = True
+    return version.number, decision

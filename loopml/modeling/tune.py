@@ -1,0 +1,111 @@
+"""One candidate family: a seeded randomized search scored on the validation split, then the
+measurements the selection needs (latency and size of the artifact that would be served)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import ParameterSampler
+from sklearn.pipeline import Pipeline
+
+from loopml.data.features import build_preprocessor, prepare
+from loopml.modeling.candidates import default_space, make_estimator
+from loopml.modeling.export import OnnxExport, to_joblib, to_onnx
+from loopml.modeling.metrics import score
+from loopml.predictor import OnnxPredictor, Predictor, Schema, SklearnPredictor, latency_ms
+from loopml.spec import Candidate, ProblemSpec
+
+
+@dataclass
+class Encoded:
+    """Features and class-index targets of one split."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+
+
+def classes_of(df: pd.DataFrame, spec: ProblemSpec) -> list[Any] | None:
+    return sorted(df[spec.target].unique().tolist()) if spec.is_classifier else None
+
+
+def encode(df: pd.DataFrame, spec: ProblemSpec, classes: list[Any] | None) -> Encoded:
+    y = df[spec.target].to_numpy()
+    if classes is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        y = np.array([index.get(v, -1) for v in y.tolist()])
+    return Encoded(prepare(df, spec), y)
+
+
+def model_outputs(pipeline: Pipeline, X: pd.DataFrame, spec: ProblemSpec, classes: list | None):
+    """(predicted labels, probabilities or None) in the user's label space."""
+    if not spec.is_classifier:
+        return pipeline.predict(X), None
+    proba = pipeline.predict_proba(X)
+    return np.asarray(classes)[proba.argmax(axis=1)], proba
+
+
+def evaluate_metric(pipeline: Pipeline, data: Encoded, spec: ProblemSpec, classes: list | None) -> float:
+    pred, proba = model_outputs(pipeline, data.X, spec, classes)
+    y = np.asarray(classes)[data.y] if classes else data.y
+    return score(spec.metric.name, y, pred, proba, classes)
+
+
+@dataclass
+class CandidateResult:
+    family: str
+    params: dict[str, Any]
+    valid_score: float
+    trials: list[dict[str, Any]]
+    pipeline: Pipeline
+    onnx: OnnxExport
+    joblib_bytes: bytes
+    latency_p50_ms: float
+    latency_p99_ms: float
+    size_mb: float
+    served_as: str
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "params": self.params,
+            "valid_score": self.valid_score,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p99_ms": self.latency_p99_ms,
+            "size_mb": self.size_mb,
+            "served_as": self.served_as,
+            "onnx_parity_max_abs_diff": self.onnx.max_abs_diff,
+            "onnx_error": self.onnx.error,
+            "trials": self.trials,
+        }
+
+
+def tune(candidate: Candidate, train: Encoded, valid: Encoded, spec: ProblemSpec, classes: list | None, schema: Schema) -> CandidateResult:
+    space = candidate.space or default_space(candidate.family, spec.task)
+    base = Pipeline([("pre", build_preprocessor(spec, scale=candidate.family == "linear")), ("model", make_estimator(candidate.family, spec.task, spec.seed))])
+    sampler = ParameterSampler(space, n_iter=candidate.n_iter, random_state=spec.seed)
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, Any], Pipeline] | None = None
+    sign = 1 if spec.metric.higher_is_better else -1
+    for params in sampler:
+        pipe = clone(base).set_params(**{f"model__{k}": v for k, v in params.items()})
+        pipe.fit(train.X, train.y)
+        value = evaluate_metric(pipe, valid, spec, classes)
+        trials.append({"params": params, "valid_score": value})
+        if best is None or sign * value > sign * best[0]:
+            best = (value, params, pipe)
+    assert best is not None
+    value, params, pipe = best
+
+    onnx = to_onnx(pipe, schema, valid.X.head(2000))
+    jb = to_joblib(pipe)
+    predictor: Predictor = OnnxPredictor(onnx.model, schema) if onnx.model else SklearnPredictor(pipe, schema)
+    rows = valid.X.head(200).astype(object).where(valid.X.head(200).notna(), None).to_dict("records")
+    p50, p99 = latency_ms(predictor, rows)
+    size = len(onnx.model or jb) / 1e6
+    notes = [onnx.error] if onnx.error else []
+    return CandidateResult(candidate.family, params, value, trials, pipe, onnx, jb, p50, p99, size, predictor.kind, notes)

@@ -1,0 +1,26 @@
+"""Stage 5, monitoring: NannyML over reference and analysis data, then alerts and a retraining decision.
+
+Pure functions over pandas DataFrames: nothing here reads or writes the store.
+
+- :func:`monitor` runs NannyML and returns a :class:`MonitoringResult` (per-chunk frames, figures, messages).
+- :func:`render_report` turns a result into one self-contained HTML file.
+- :func:`evaluate_alerts` applies the spec's alert rules; :func:`publish_alerts` sends them to SNS.
+- :func:`decide_retraining` decides, with evidence, whether to retrain.
+"""
+
+from loopml.monitoring.alerts import Alert, evaluate_alerts, publish_alerts
+from loopml.monitoring.decision import Decision, decide_retraining
+from loopml.monitoring.nanny import monitor
+from loopml.monitoring.report import render_report
+from loopml.monitoring.result import MonitoringResult
+
+__all__ = [
+    "Alert",
+    "Decision",
+    "MonitoringResult",
+    "decide_retraining",
+    "evaluate_alerts",
+    "monitor",
+    "publish_alerts",
+    "render_report",
+]

@@ -1,0 +1,164 @@
+"""render_report(): one self-contained HTML file (plotly.js inlined once; these machines may be offline)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from loopml.monitoring.alerts import evaluate_alerts
+from loopml.monitoring.figures import chunk_labels
+from loopml.monitoring.result import MonitoringResult
+from loopml.spec import ProblemSpec
+
+__all__ = ["render_report"]
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;background:#f5f6f8;color:#222}
+main{max-width:1280px;margin:0 auto;padding:24px 32px}
+h1{margin:0 0 4px;font-size:26px} h2{margin:32px 0 12px;font-size:20px;border-bottom:2px solid #e3e5e8;padding-bottom:6px}
+.sub{color:#666;margin:0 0 20px}
+.cards{display:flex;gap:14px;flex-wrap:wrap}
+.card{background:#fff;border-radius:8px;padding:14px 18px;min-width:170px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.card .n{font-size:28px;font-weight:600} .card .l{color:#666;font-size:13px}
+.card.bad .n{color:#c0392b} .card.ok .n{color:#1e8449}
+.panel{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:16px;overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:13px} th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th{background:#fafbfc;position:sticky;top:0} td:first-child,th:first-child{text-align:left}
+td.bad{color:#c0392b;font-weight:600} .muted{color:#888}
+ul.msgs li{margin:4px 0} ul.alerts li{margin:3px 0;color:#922b21}
+"""
+
+
+def render_report(result: MonitoringResult, spec: ProblemSpec, title: str, model_version: str) -> str:
+    """The whole monitoring run as one HTML page: summary, performance, drift, data quality, messages."""
+    figures = _figures(result)
+    sections = [
+        f"<h1>{escape(title)}</h1>",
+        f"<p class='sub'>{escape(spec.name)} · model version <b>{escape(model_version)}</b> · {escape(spec.task)} · "
+        f"success metric <b>{escape(str(spec.metric))}</b> · {len(result.chunks)} chunk(s)</p>",
+        _summary(result, spec),
+        "<h2>Performance: estimated vs realized</h2>",
+        figures.get("performance", "<p class='muted'>No performance could be computed.</p>"),
+        _chunk_table(result),
+        "<h2>Multivariate drift</h2>",
+        figures.get("multivariate_drift", "<p class='muted'>No multivariate drift could be computed.</p>"),
+        "<h2>Univariate drift per feature</h2>",
+        figures.get("univariate_drift", "<p class='muted'>No univariate drift could be computed.</p>"),
+        "<h2>Data quality</h2>",
+        _quality_table(result),
+        "<h2>Messages</h2>",
+        _messages(result),
+    ]
+    body = "\n".join(sections)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>{body}</main></body></html>"
+    )
+
+
+def _figures(result: MonitoringResult) -> dict[str, str]:
+    """Each figure as an HTML div; plotly.js is inlined with the first one only."""
+    out: dict[str, str] = {}
+    for i, (name, fig) in enumerate(result.figures.items()):
+        html = fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+        out[name] = f"<div class='panel'>{html}</div>"
+    return out
+
+
+def _summary(result: MonitoringResult, spec: ProblemSpec) -> str:
+    c = result.chunks
+    count = lambda col: int(c[col].fillna(False).astype(bool).sum()) if not c.empty else 0  # noqa: E731
+    alerts = evaluate_alerts(result, spec)
+    drifting = result.drifting_features
+    cards = [
+        ("chunks", len(c), None),
+        ("estimated below threshold", count("estimated_alert"), True),
+        ("realized below threshold", count("realized_alert"), True),
+        ("multivariate drift", count("multivariate_alert"), True),
+        ("drifting features", len(drifting), True),
+        ("messages", len(result.messages), True),
+    ]
+    html = ["<div class='cards'>"]
+    for label, n, judged in cards:
+        cls = "" if judged is None else ("bad" if n else "ok")
+        html.append(f"<div class='card {cls}'><div class='n'>{n}</div><div class='l'>{escape(label)}</div></div>")
+    html.append("</div>")
+    if drifting:
+        html.append(f"<p><b>Drifting features</b> (most chunks first): {escape(', '.join(drifting))}</p>")
+    if alerts:
+        items = "".join(f"<li>{escape(a.message)}</li>" for a in alerts[:30])
+        more = f"<li class='muted'>… and {len(alerts) - 30} more</li>" if len(alerts) > 30 else ""
+        html.append(f"<h2>Alerts ({len(alerts)})</h2><ul class='alerts'>{items}{more}</ul>")
+    else:
+        html.append("<h2>Alerts</h2><p>No alerts.</p>")
+    return "\n".join(html)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "<span class='muted'>–</span>"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
+def _count(value: Any, bad: bool = False) -> str:
+    text = "<span class='muted'>–</span>" if pd.isna(value) else f"{int(value):,}"
+    return f"<td class='bad'>{text}</td>" if bad else f"<td>{text}</td>"
+
+
+def _cell(value: Any, bad: bool = False) -> str:
+    return f"<td class='bad'>{_fmt(value)}</td>" if bad else f"<td>{_fmt(value)}</td>"
+
+
+def _chunk_table(result: MonitoringResult) -> str:
+    c = result.chunks
+    if c.empty:
+        return ""
+    head = ["chunk", "rows", "labelled", "estimated", "realized", "est. − real.", "reconstruction error", "drifting features"]
+    rows = []
+    for label, (_, r) in zip(chunk_labels(c), c.iterrows()):
+        rows.append(
+            "<tr>"
+            + _cell(label) + _count(r["n_rows"]) + _count(r["n_labelled"])
+            + _cell(r["estimated"], bool(r["estimated_alert"])) + _cell(r["realized"], bool(r["realized_alert"]))
+            + _cell(r["estimation_error"]) + _cell(r["reconstruction_error"], bool(r["multivariate_alert"]))
+            + f"<td style='text-align:left'>{escape(', '.join(r['drifting_features'])) or '–'}</td>"
+            + "</tr>"
+        )  # fmt: skip
+    ths = "".join(f"<th>{escape(h)}</th>" for h in head[:-1]) + f"<th style='text-align:left'>{head[-1]}</th>"
+    return f"<div class='panel'><table><thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+def _quality_table(result: MonitoringResult) -> str:
+    """One row per feature over all chunks: the per-chunk detail is in MonitoringResult.quality."""
+    q = result.quality
+    if q.empty:
+        return "<p class='muted'>No data quality results.</p>"
+    agg = q.groupby("feature", sort=False).agg(
+        rows=("n_rows", "sum"),
+        missing=("missing", "sum"),
+        max_missing_rate=("missing_rate", "max"),
+        unseen=("unseen", lambda s: s.sum(min_count=1)),
+        out_of_range=("out_of_range", lambda s: s.sum(min_count=1)),
+        chunks_alerting=("alert", "sum"),
+    )
+    head = ["feature", "rows", "missing", "max missing rate / chunk", "unseen values", "out of range", "chunks with alert"]
+    rows = []
+    for feature, r in agg.iterrows():
+        rows.append(
+            "<tr>" + _cell(feature) + _count(r["rows"])
+            + _count(r["missing"], r["missing"] > 0) + _cell(float(r["max_missing_rate"]), r["max_missing_rate"] > 0)
+            + _count(r["unseen"], r["unseen"] > 0) + _count(r["out_of_range"], r["out_of_range"] > 0)
+            + _count(r["chunks_alerting"], r["chunks_alerting"] > 0) + "</tr>"
+        )  # fmt: skip
+    ths = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return f"<div class='panel'><table><thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+def _messages(result: MonitoringResult) -> str:
+    if not result.messages:
+        return "<p class='muted'>None: every step ran on complete data.</p>"
+    return "<ul class='msgs'>" + "".join(f"<li>{escape(m)}</li>" for m in result.messages) + "</ul>"

@@ -1,0 +1,52 @@
+"""Metaflow card components for a training run: selection table, test metrics, importance, fairness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopml.spec import ProblemSpec
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def importance_figure(importance: list[dict[str, float]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(reversed(importance[:15]))
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
+    ax.barh([r["feature"] for r in rows], [r["mean"] for r in rows], xerr=[r["std"] for r in rows], color="#4C78A8")
+    ax.set_xlabel("drop in the success metric when the feature is shuffled (test set)")
+    ax.set_title("Permutation importance")
+    fig.tight_layout()
+    return fig
+
+
+def training_card(selection: Any, evaluation: Any, spec: ProblemSpec) -> list[Any]:
+    from metaflow.cards import Image, Markdown, Table
+
+    cols = ["family", "valid_score", "latency_p50_ms", "latency_p99_ms", "size_mb", "served_as", "eligible", "selected"]
+    table = [[_fmt(row.get(c)) for c in cols] + ["; ".join(row["excluded_because"])] for row in selection.table]
+    parts: list[Any] = [
+        Markdown(f"# {spec.name}: training run\nSuccess metric: **{spec.metric}**"),
+        Markdown("## Candidate selection\n" + selection.reason),
+        Table(table, headers=[c.replace("_", " ") for c in cols] + ["excluded because"]),
+        Markdown("## Test metrics"),
+        Table([[k, _fmt(v)] for k, v in evaluation.metrics.items()], headers=["metric", "value"]),
+        Markdown("## Explanation"),
+        Image.from_matplotlib(importance_figure(evaluation.importance)),
+    ]
+    f = evaluation.fairness
+    if f is not None:
+        verdict = "within" if f["passes"] else "**over**"
+        parts.append(Markdown(f"## Fairness across `{f['group']}`\nLargest gap in {f['metric']}: "
+                              f"{f['gap']:.4f}, {verdict} the allowed {f['max_gap']:g}"))
+        parts.append(Table([[g, v["n"], _fmt(v["value"])] for g, v in f["per_group"].items()],
+                           headers=["group", "rows", f["metric"]]))
+    return parts

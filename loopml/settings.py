@@ -1,0 +1,27 @@
+"""One Settings object, read from ``LOOPML_*`` environment variables when asked (never at import)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore", frozen=True)
+
+    store: str = Field(default=".loopml", description="store root: a folder or s3://bucket/prefix")
+    alias: str = Field(default="champion", description="the registry alias the API serves")
+    api_key_sha256: str | None = Field(default=None, description="hex SHA-256 of the API key; unset = no key")
+    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=6_000_000, ge=1024, description="Lambda's synchronous payload limit")
+    model_ttl_seconds: float = Field(default=60.0, ge=0, description="how often the API re-reads the alias")
+    log_flush_seconds: float = Field(default=5.0, ge=0)
+    log_flush_rows: int = Field(default=500, ge=1)
+    sns_topic_arn: str | None = None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,204 @@
+"""Stage 1, scoping: the problem a team writes down once, in ``project.yaml``.
+
+A spec that is missing a field or has a wrong one fails with :class:`SpecError`, whose message names
+the field (``features[2].type: ...``), before anything touches the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["ProblemSpec", "SpecError", "load_spec", "parse_spec", "METRICS"]
+
+Task = Literal["binary", "multiclass", "regression"]
+
+# metric name -> (tasks it applies to, higher is better)
+METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "roc_auc": (("binary", "multiclass"), True),
+    "accuracy": (("binary", "multiclass"), True),
+    "f1": (("binary", "multiclass"), True),
+    "precision": (("binary",), True),
+    "recall": (("binary",), True),
+    "mae": (("regression",), False),
+    "mse": (("regression",), False),
+    "rmse": (("regression",), False),
+    "r2": (("regression",), True),
+}
+
+FAMILIES = ("linear", "random_forest", "gradient_boosting", "extra_trees")
+
+
+class SpecError(ValueError):
+    """The project spec is invalid; the message names every wrong field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    name: str = Field(min_length=1)
+    type: Literal["numeric", "categorical"]
+
+
+class Metric(_Strict):
+    name: str
+    threshold: float
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in METRICS:
+            raise ValueError(f"unknown metric {v!r}; choose one of {sorted(METRICS)}")
+        return v
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.name][1]
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.name} {'>=' if self.higher_is_better else '<='} {self.threshold:g}"
+
+
+class DataSources(_Strict):
+    train: str = Field(min_length=1, description="training data: a CSV/Parquet path or s3:// URI")
+    new: str | None = Field(default=None, description="new data to score: path or s3:// URI")
+    labels: str | None = Field(default=None, description="late labels (id + target): path or URI")
+
+
+class Fairness(_Strict):
+    group: str = Field(min_length=1, description="column whose values define the groups")
+    max_gap: float = Field(ge=0, description="largest allowed gap of the success metric between groups")
+
+
+class Constraints(_Strict):
+    p99_latency_ms: float | None = Field(default=None, gt=0)
+    max_model_mb: float | None = Field(default=None, gt=0)
+    interpretability: Literal["none", "prefer"] = "none"
+    fairness: Fairness | None = None
+
+
+class Candidate(_Strict):
+    family: str
+    n_iter: int = Field(default=4, ge=1, le=200)
+    space: dict[str, list[Any]] | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        if v not in FAMILIES:
+            raise ValueError(f"unknown model family {v!r}; choose one of {list(FAMILIES)}")
+        return v
+
+
+class Monitoring(_Strict):
+    chunk_period: Literal["D", "W", "M"] | None = "W"
+    chunk_size: int | None = Field(default=None, ge=50)
+    max_drifting_features: int = Field(default=2, ge=0)
+    alert_on_multivariate_drift: bool = True
+
+
+class Retraining(_Strict):
+    max_age_days: float | None = Field(default=None, gt=0)
+    consecutive_chunks: int = Field(default=2, ge=1)
+    window_days: int | None = Field(default=None, gt=0, description="train on the last N days of data")
+
+
+class ProblemSpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Task
+    target: str = Field(min_length=1)
+    timestamp: str | None = None
+    id: str | None = None
+    features: list[Feature] = Field(min_length=1)
+    metric: Metric
+    data: DataSources
+    constraints: Constraints = Constraints()
+    candidates: list[Candidate] = Field(
+        default_factory=lambda: [Candidate(family="linear"), Candidate(family="random_forest")],
+        min_length=1,
+    )
+    monitoring: Monitoring = Monitoring()
+    retraining: Retraining = Retraining()
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProblemSpec:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features: duplicated names {dupes}")
+        for field, col in (("target", self.target), ("timestamp", self.timestamp), ("id", self.id)):
+            if col is not None and col in names:
+                raise ValueError(f"{field}: column {col!r} is also listed as a feature")
+        tasks, _ = METRICS[self.metric.name]
+        if self.task not in tasks:
+            raise ValueError(f"metric.name: {self.metric.name!r} does not apply to task {self.task!r}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the spec's canonical JSON: the same problem always hashes the same."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        lines.append(f"{loc or '<spec>'}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_spec(raw: Any, source: str = "project.yaml") -> ProblemSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return ProblemSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(f"{source}: {_explain(err)}") from None
+
+
+def load_spec(path: str | Path) -> ProblemSpec:
+    """Read and validate a project.yaml. Relative data paths resolve against the file's folder."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{p}: no such file") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{p}: not valid YAML: {err}") from None
+    spec = parse_spec(raw, str(p))
+    data = spec.data.model_dump()
+    for key, uri in data.items():
+        if uri and "://" not in uri and not Path(uri).is_absolute():
+            data[key] = str((p.parent / uri).resolve())
+    return spec.model_copy(update={"data": DataSources(**data)})

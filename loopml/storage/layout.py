@@ -1,0 +1,39 @@
+"""Key builders for the store layout documented in :mod:`loopml.storage`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+REGISTRY = "registry"
+VERSIONS = f"{REGISTRY}/versions"
+ALIASES = f"{REGISTRY}/aliases"
+LEDGER = f"{REGISTRY}/ledger"
+PREDICTIONS = "predictions"
+PREDICTION_LOG = "prediction-log"
+FEEDBACK = "feedback"
+MONITORING = "monitoring"
+ALERTS = f"{MONITORING}/alerts"
+DECISIONS = f"{MONITORING}/decisions"
+
+
+def version_dir(version: int) -> str:
+    return f"{VERSIONS}/{version:04d}"
+
+
+def alias_key(alias: str) -> str:
+    return f"{ALIASES}/{alias}.json"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def event_key(prefix: str, when: datetime | None = None) -> str:
+    """A sortable, unique key for append-only logs (ledger, alerts, decisions)."""
+    when = when or now_utc()
+    return f"{prefix}/{when.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
+
+
+def partition_key(prefix: str, date: str, name: str = "part.parquet") -> str:
+    return f"{prefix}/date={date}/{name}"
