@@ -10,6 +10,7 @@ from metaflow import FlowSpec, Parameter, card, current, step
 class TrainFlow(FlowSpec):
     spec_path = Parameter("spec", help="path to project.yaml", required=True)
     store = Parameter("store", help="store root: a folder or s3://bucket/prefix", default=".loopml")
+    data_uri_param = Parameter("data", help="override the spec's data.train URI (e.g. a retraining window)", default="")
     until = Parameter("until", help="train on data up to this timestamp (retraining on a newer window)", default="")
     mode = Parameter("mode", help="'promote': champion if it passes the gates; 'challenger': never promote here",
                      default="promote")
@@ -22,7 +23,7 @@ class TrainFlow(FlowSpec):
         if self.mode not in ("promote", "challenger"):
             raise ValueError(f"--mode must be 'promote' or 'challenger', got {self.mode!r}")
         self.spec = load_spec(self.spec_path)
-        data = load_training_data(self.spec, until=self.until or None)
+        data = load_training_data(self.spec, uri=self.data_uri_param or None, until=self.until or None)
         self.data_uri, self.data_fingerprint, self.data_window = data.uri, data.fingerprint, data.window
         self.data_rows = len(data.frame)
         self.data = data

@@ -1,6 +1,7 @@
 """The HTTP API. Routes validate, call one core function and answer; the logic lives in loopml."""
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI must resolve the Annotated aliases defined in create_app
+
 
 import hashlib
 import hmac

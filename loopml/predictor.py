@@ -123,12 +123,16 @@ class OnnxPredictor:
             feeds[name] = arr.reshape(n, 1)
         return feeds
 
-    def predict(self, rows: list[dict[str, Any]]) -> Outputs:
-        result = self.session.run(None, self.inputs(rows))
+    def raw(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predicted values or class indices, probabilities or None) for prepared column feeds."""
+        result = self.session.run(None, feeds)
         if self.schema.task == "regression":
-            return _outputs(self.schema, result[0], None)
-        proba = result[self._outputs.index("probabilities")] if "probabilities" in self._outputs else result[1]
-        return _outputs(self.schema, result[0], np.asarray(proba))
+            return np.ravel(result[0]), None
+        return np.ravel(result[0]), np.asarray(result[self._outputs.index("probabilities")])
+
+    def predict(self, rows: list[dict[str, Any]]) -> Outputs:
+        values, proba = self.raw(self.inputs(rows))
+        return _outputs(self.schema, values, proba)
 
 
 class SklearnPredictor:

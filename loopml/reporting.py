@@ -50,3 +50,22 @@ def training_card(selection: Any, evaluation: Any, spec: ProblemSpec) -> list[An
         parts.append(Table([[g, v["n"], _fmt(v["value"])] for g, v in f["per_group"].items()],
                            headers=["group", "rows", f["metric"]]))
     return parts
+
+
+def monitoring_card(run: Any) -> list[Any]:
+    """A compact card: per-chunk estimated vs realized performance, alerts, the decision, the report."""
+    from metaflow.cards import Markdown, Table
+
+    r = run.results
+    rows = [[c["chunk"], c["n_rows"], _fmt(c["estimated"]), _fmt(c["realized"]), c["n_drifting_features"],
+             "yes" if c["multivariate_alert"] else "", "yes" if c["estimated_alert"] else ""] for c in r["chunks"]]
+    d = run.decision
+    return [
+        Markdown(f"# Monitoring: model version {run.version}\nWindow {r['window']['start']} to {r['window']['end']}, "
+                 f"{r['rows']} scored rows. Full report: `{run.report_url}`"),
+        Table(rows, headers=["chunk", "rows", f"estimated {r['metric']}", f"realized {r['metric']}",
+                             "drifting features", "multivariate drift", "estimate alert"]),
+        Markdown(f"## Alerts ({len(run.alerts)})\n" + "\n".join(f"- {a['message']}" for a in run.alerts[:20])),
+        Markdown(f"## Decision\nRetrain: **{d['retrain']}**\n" + "\n".join(f"- {x}" for x in d.get("reasons", []))),
+        Markdown("## Messages\n" + ("\n".join(f"- {m}" for m in r["messages"]) or "none")),
+    ]

@@ -45,9 +45,7 @@ def proba_column(frame: pd.DataFrame, cls: object) -> str | None:
     return next((c for c in candidates if c in frame.columns), None)
 
 
-def prepare(
-    reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, classes: list | None
-) -> Prepared:
+def prepare(reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, classes: list | None) -> Prepared:
     messages: list[str] = []
     _require_reference(reference, spec, classes)
     reference = reference[reference[spec.target].notna()]
@@ -104,7 +102,9 @@ def _timestamp(reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpe
         return None
     absent = [name for name, df in (("reference", reference), ("analysis", analysis)) if ts not in df.columns]
     if absent:
-        messages.append(f"timestamp column {ts!r} is missing from the {' and '.join(absent)} data: chunking by row count")
+        messages.append(
+            f"timestamp column {ts!r} is missing from the {' and '.join(absent)} data: chunking by row count"
+        )
         return None
     return TS
 

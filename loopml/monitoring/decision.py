@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -90,7 +90,7 @@ def _failing_streak(recent: list[dict[str, Any]]) -> int:
 
 def _utc(moment: datetime) -> datetime:
     """Naive datetimes are taken as UTC so naive and aware inputs compare."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _age_days(created: datetime, now: datetime) -> float:

@@ -44,7 +44,11 @@ def _performance(result: MonitoringResult) -> go.Figure:
     x = chunk_labels(c)
     fig = go.Figure()
     if c["estimated_upper"].notna().any():
-        fig.add_trace(go.Scatter(x=x, y=c["estimated_upper"], mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=c["estimated_upper"], mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"
+            )
+        )
         fig.add_trace(
             go.Scatter(
                 x=x, y=c["estimated_lower"], mode="lines", line=dict(width=0), fill="tonexty",
@@ -53,7 +57,9 @@ def _performance(result: MonitoringResult) -> go.Figure:
         )  # fmt: skip
     fig.add_trace(go.Scatter(x=x, y=c["estimated"], mode="lines+markers", name="estimated", line=dict(color=BLUE)))
     if c["realized"].notna().any():
-        fig.add_trace(go.Scatter(x=x, y=c["realized"], mode="lines+markers", name="realized", line=dict(color=GREEN, dash="dot")))
+        fig.add_trace(
+            go.Scatter(x=x, y=c["realized"], mode="lines+markers", name="realized", line=dict(color=GREEN, dash="dot"))
+        )
     _alert_markers(fig, x, c["estimated"], c["estimated_alert"], "estimate fails threshold")
     _alert_markers(fig, x, c["realized"], c["realized_alert"], "realized fails threshold")
     fig.add_hline(
@@ -70,7 +76,7 @@ def _alert_markers(fig: go.Figure, x: list[str], y: pd.Series, alert: pd.Series,
     if mask.any():
         fig.add_trace(
             go.Scatter(
-                x=[xi for xi, m in zip(x, mask) if m], y=y[mask], mode="markers", name=name,
+                x=[xi for xi, m in zip(x, mask, strict=True) if m], y=y[mask], mode="markers", name=name,
                 marker=dict(color=RED, size=11, symbol="x"),
             )
         )  # fmt: skip
@@ -80,10 +86,30 @@ def _multivariate(result: MonitoringResult) -> go.Figure:
     c = result.chunks
     x = chunk_labels(c)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=c["reconstruction_error"], mode="lines+markers", name="reconstruction error", line=dict(color=BLUE)))
-    fig.add_trace(go.Scatter(x=x, y=c["reconstruction_upper_threshold"], mode="lines", name="upper threshold", line=dict(color=RED, dash="dash")))
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=c["reconstruction_error"], mode="lines+markers", name="reconstruction error", line=dict(color=BLUE)
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=c["reconstruction_upper_threshold"],
+            mode="lines",
+            name="upper threshold",
+            line=dict(color=RED, dash="dash"),
+        )
+    )
     if c["reconstruction_lower_threshold"].notna().any():
-        fig.add_trace(go.Scatter(x=x, y=c["reconstruction_lower_threshold"], mode="lines", name="lower threshold", line=dict(color=GREY, dash="dash")))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=c["reconstruction_lower_threshold"],
+                mode="lines",
+                name="lower threshold",
+                line=dict(color=GREY, dash="dash"),
+            )
+        )
     _alert_markers(fig, x, c["reconstruction_error"], c["multivariate_alert"], "multivariate drift")
     fig.update_layout(title="Multivariate drift: PCA reconstruction error", height=380, **LAYOUT)
     return fig
@@ -92,7 +118,7 @@ def _multivariate(result: MonitoringResult) -> go.Figure:
 def _univariate(result: MonitoringResult) -> go.Figure:
     """Small multiples, one panel per feature, drifting features first."""
     drift = result.drift
-    labels = dict(zip(result.chunks["chunk"], chunk_labels(result.chunks)))
+    labels = dict(zip(result.chunks["chunk"], chunk_labels(result.chunks), strict=True))
     features = list(dict.fromkeys([*result.drifting_features, *drift["feature"]]))
     cols = 2
     rows = math.ceil(len(features) / cols)
@@ -101,17 +127,40 @@ def _univariate(result: MonitoringResult) -> go.Figure:
         d = drift[drift["feature"] == feature].sort_values("chunk_index")
         x = [labels.get(k, str(k)) for k in d["chunk"]]
         r, col = i // cols + 1, i % cols + 1
-        fig.add_trace(go.Scatter(x=x, y=d["value"], mode="lines+markers", line=dict(color=BLUE), showlegend=i == 0, name="Jensen-Shannon distance"), row=r, col=col)
-        fig.add_trace(go.Scatter(x=x, y=d["threshold"], mode="lines", line=dict(color=RED, dash="dash"), showlegend=i == 0, name="threshold"), row=r, col=col)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=d["value"],
+                mode="lines+markers",
+                line=dict(color=BLUE),
+                showlegend=i == 0,
+                name="Jensen-Shannon distance",
+            ),
+            row=r,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=d["threshold"],
+                mode="lines",
+                line=dict(color=RED, dash="dash"),
+                showlegend=i == 0,
+                name="threshold",
+            ),
+            row=r,
+            col=col,
+        )
         mask = d["alert"].to_numpy(dtype=bool)
         if mask.any():
             fig.add_trace(
-                go.Scatter(x=[xi for xi, m in zip(x, mask) if m], y=d["value"][mask], mode="markers",
+                go.Scatter(x=[xi for xi, m in zip(x, mask, strict=True) if m], y=d["value"][mask], mode="markers",
                            marker=dict(color=RED, size=9, symbol="x"), showlegend=False, name="drift"),
                 row=r, col=col,
             )  # fmt: skip
     fig.update_layout(
-        title="Univariate drift per feature (Jensen-Shannon distance)", height=max(260 * rows, 320) + 60,
+        title="Univariate drift per feature (Jensen-Shannon distance)",
+        height=max(260 * rows, 320) + 60,
         **{**LAYOUT, "margin": dict(l=60, r=20, t=100, b=60)},
     )
     return fig

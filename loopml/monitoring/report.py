@@ -117,9 +117,18 @@ def _chunk_table(result: MonitoringResult) -> str:
     c = result.chunks
     if c.empty:
         return ""
-    head = ["chunk", "rows", "labelled", "estimated", "realized", "est. − real.", "reconstruction error", "drifting features"]
+    head = [
+        "chunk",
+        "rows",
+        "labelled",
+        "estimated",
+        "realized",
+        "est. − real.",
+        "reconstruction error",
+        "drifting features",
+    ]
     rows = []
-    for label, (_, r) in zip(chunk_labels(c), c.iterrows()):
+    for label, (_, r) in zip(chunk_labels(c), c.iterrows(), strict=True):
         rows.append(
             "<tr>"
             + _cell(label) + _count(r["n_rows"]) + _count(r["n_labelled"])
@@ -145,7 +154,15 @@ def _quality_table(result: MonitoringResult) -> str:
         out_of_range=("out_of_range", lambda s: s.sum(min_count=1)),
         chunks_alerting=("alert", "sum"),
     )
-    head = ["feature", "rows", "missing", "max missing rate / chunk", "unseen values", "out of range", "chunks with alert"]
+    head = [
+        "feature",
+        "rows",
+        "missing",
+        "max missing rate / chunk",
+        "unseen values",
+        "out of range",
+        "chunks with alert",
+    ]
     rows = []
     for feature, r in agg.iterrows():
         rows.append(

@@ -35,7 +35,16 @@ class MonitoringResult:
     drift: pd.DataFrame
     quality: pd.DataFrame
     messages: list[str] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> plotly Figure
+    _figures: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        """name -> plotly Figure; built on first use, since a scheduled run may only need the numbers."""
+        if self._figures is None:
+            from loopml.monitoring.figures import build_figures
+
+            self._figures = build_figures(self)
+        return self._figures
 
     @property
     def drifting_features(self) -> list[str]:

@@ -3,6 +3,7 @@
 The root is a folder (the embedded default) or ``s3://bucket/prefix``; ``from_uri`` picks the adapter.
 Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
 
+    inputs/retrain-until-<date>.parquet          a retraining window's data, kept so the version stays traceable
     registry/versions/<NNNN>/version.json        metadata; written last, so a version exists only when complete
     registry/versions/<NNNN>/model.onnx|.joblib  artifacts, each checked against its SHA-256 before loading
     registry/versions/<NNNN>/reference.parquet   test-period features, predictions, targets (NannyML reference)

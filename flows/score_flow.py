@@ -1,0 +1,43 @@
+"""ScoreFlow: score a date range of new data with the champion; one Parquet partition per date.
+
+Scheduled daily on Step Functions or Argo (``@schedule``); with no dates it scores yesterday (UTC).
+"""
+
+from metaflow import FlowSpec, Parameter, schedule, step
+
+
+@schedule(daily=True)
+class ScoreFlow(FlowSpec):
+    spec_path = Parameter("spec", help="path to project.yaml", required=True)
+    store = Parameter("store", help="store root: a folder or s3://bucket/prefix", default=".loopml")
+    start_date = Parameter("start", help="first date to score, YYYY-MM-DD (default: yesterday, UTC)", default="")
+    end_date = Parameter("end", help="last date to score, inclusive (default: the start date)", default="")
+    data = Parameter("data", help="override the spec's data.new URI", default="")
+
+    @step
+    def start(self):
+        from loopml.scoring import parse_date, yesterday
+        from loopml.spec import load_spec
+
+        self.spec = load_spec(self.spec_path)
+        self.first = parse_date(self.start_date, "--start") if self.start_date else yesterday()
+        self.last = parse_date(self.end_date, "--end") if self.end_date else self.first
+        self.next(self.score)
+
+    @step
+    def score(self):
+        from loopml.scoring import score_range
+        from loopml.storage import from_uri
+
+        result = score_range(from_uri(self.store), self.spec, self.first, self.last, uri=self.data or None)
+        self.version, self.partitions = result.version, result.partitions
+        print(f"scored {result.rows} rows into {len(result.partitions)} partitions with version {result.version}")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ScoreFlow()

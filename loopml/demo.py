@@ -1,0 +1,177 @@
+"""``loopml demo``: the whole loop on one machine, on NannyML's synthetic car loan data.
+
+write project.yaml ▶ TrainFlow ▶ promote ▶ API over real HTTP (predict, feedback) ▶ ScoreFlow (one
+partition per day) ▶ MonitorFlow (NannyML) ▶ retrain a challenger if the decision says so ▶ summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loopml.demo_data import car_loan_frames, car_loan_spec
+from loopml.flowrun import run_flow
+from loopml.jobs import challenge, retraining_data
+from loopml.registry import Registry
+from loopml.spec import load_spec
+from loopml.storage import from_uri
+
+LABELS_UNTIL = "2019-03-01"  # labels arrive late: only the first months of the new period have them
+THRESHOLD = 0.96
+
+
+def write_project(workdir: Path) -> Path:
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    train, new, labels = car_loan_frames()
+    train.to_parquet(data / "train.parquet", index=False)
+    new.to_parquet(data / "new.parquet", index=False)
+    arrived = new.loc[new["timestamp"] < LABELS_UNTIL, ["id"]].merge(labels, on="id")
+    arrived.to_parquet(data / "labels.parquet", index=False)
+    spec_path = workdir / "project.yaml"
+    spec_path.write_text(yaml.safe_dump(car_loan_spec("data", threshold=THRESHOLD), sort_keys=False))
+    return spec_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiThread:
+    """The real FastAPI app under uvicorn, on a loopback port, for the length of a ``with`` block."""
+
+    def __init__(self, store_uri: str, api_key: str) -> None:
+        import uvicorn
+
+        from handlers.app import create_app
+        from handlers.deps import build_deps
+        from loopml.settings import Settings
+
+        settings = Settings(store=store_uri, api_key_sha256=hashlib.sha256(api_key.encode()).hexdigest())
+        self.port = free_port()
+        config = uvicorn.Config(create_app(build_deps(settings)), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ApiThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API did not start within 30 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    if key:
+        req.add_header("x-api-key", key)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    t0 = time.monotonic()
+    work = Path(workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    store_uri = str(work / "store")
+    if Path(store_uri).exists() and any(Path(store_uri).iterdir()):
+        raise ValueError(f"{store_uri} already holds a store; the demo starts fresh: pass another --workdir or remove it")
+    os.chdir(work)  # Metaflow keeps its local datastore (.metaflow) beside the demo's files
+    spec_path = write_project(work)
+    spec = load_spec(spec_path)
+    echo(f"1. scoped: {spec_path} ({spec.task}, target {spec.target}, {len(spec.features)} features, success {spec.metric})")
+
+    train = run_flow("train_flow", show_output=False, spec=spec_path, store=store_uri)
+    registry = Registry(from_uri(store_uri))
+    v = registry.get(train.data.version)
+    echo(f"2. trained {train.pathspec}: {v.meta['selection_reason']}")
+    for row in v.meta["selection"]:
+        echo(f"     {row['family']:<14} valid {spec.metric.name} {row['valid_score']:.4f}  p99 {row['latency_p99_ms']:.3f} ms  "
+             f"{row['size_mb']:.2f} MB  {row['served_as']}")
+    echo(f"   registered v{v.number}; test " + ", ".join(f"{k} {x:.4f}" for k, x in v.meta["metrics"].items()))
+    echo(f"   ONNX parity max abs diff {v.meta['onnx']['parity_max_abs_diff']}; promoted: {train.data.decision['promoted']}")
+
+    key = secrets.token_urlsafe(16)
+    new_rows = car_loan_frames()[1]
+    row = {f.name: new_rows.iloc[0][f.name] for f in spec.features}
+    row = {k: (x.item() if hasattr(x, "item") else x) for k, x in row.items()}
+    row["repaid_loan_on_prev_car"] = str(row["repaid_loan_on_prev_car"])
+    with ApiThread(store_uri, key) as api:
+        status, health = http("GET", f"{api.url}/health")
+        t = time.perf_counter()
+        status, pred = http("POST", f"{api.url}/predict", {"row": row}, key)
+        ms = (time.perf_counter() - t) * 1000
+        p = pred["predictions"][0]
+        echo(f"3. served over HTTP at {api.url}: POST /predict -> {status} in {ms:.1f} ms: prediction {p['prediction']}, "
+             f"probabilities {p['probabilities']}, model v{pred['model_version']} ({pred['served_as']})")
+        status_nokey, _ = http("POST", f"{api.url}/predict", {"row": row})
+        status_bad, bad = http("POST", f"{api.url}/predict", {"row": {**row, "car_value": "a lot"}}, key)
+        status_fb, fb = http("POST", f"{api.url}/feedback", {"labels": [{"id": p["id"], "label": 1.0}, {"id": "p-20190101-unknown", "label": 0.0}]}, key)
+        echo(f"   no key -> {status_nokey}; bad row -> {status_bad} ({bad['detail'][0]['loc'][-1]}: {bad['detail'][0]['msg']}); "
+             f"feedback -> {status_fb} {fb}")
+
+    new_ts = new_rows["timestamp"]
+    first, last = str(new_ts.min())[:10], str(new_ts.max())[:10]
+    score = run_flow("score_flow", show_output=False, spec=spec_path, store=store_uri, start=first, end=last)
+    echo(f"4. scored {sum(score.data.partitions.values())} rows of new data into {len(score.data.partitions)} daily "
+         f"partitions ({first}..{last}) with v{score.data.version}")
+
+    mon = run_flow("monitor_flow", show_output=False, spec=spec_path, store=store_uri, start=first, end=last,
+                   as_of=f"{last}T23:59:59+00:00")
+    results = json.loads((Path(store_uri) / "monitoring" / "runs" / mon.data.run_id / "results.json").read_text())
+    echo(f"5. monitored with NannyML ({mon.pathspec}): {spec.metric.name} per chunk, estimated (CBPE) vs realized "
+         f"(labels until {LABELS_UNTIL})")
+    for c in results["chunks"]:
+        realized = "     -" if c["realized"] is None else f"{c['realized']:.4f}"
+        flag = "  ALERT" if c["estimated_alert"] else ""
+        echo(f"     {c['chunk']:>8} rows {c['n_rows']:>5}  estimated {c['estimated']:.4f}  realized {realized}  "
+             f"drifting {c['n_drifting_features']}{flag}")
+    echo(f"   drifting features: {', '.join(results['drifting_features']) or 'none'}")
+    echo(f"   alerts: {len(mon.data.alerts)}")
+    kinds: dict[str, int] = {}
+    for a in mon.data.alerts:
+        kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
+    for kind, n in kinds.items():
+        echo(f"     {n} x {kind}")
+    d = mon.data.decision
+    echo(f"   decision: retrain={d['retrain']}" + (f" ({'; '.join(d['reasons'])})" if d["reasons"] else ""))
+    echo(f"   report: {mon.data.report_url}")
+
+    if d["retrain"]:
+        store = from_uri(store_uri)
+        data_uri = retraining_data(store, spec, until=__import__("datetime").date.fromisoformat(last))
+        t = run_flow("train_flow", show_output=False, spec=spec_path, store=store_uri, mode="challenger", data=data_uri)
+        outcome = challenge(store, spec, t.data.version, None, None)
+        echo(f"6. retrained v{t.data.version} on the newer window ({data_uri}); on {outcome['rows']} recent labelled rows "
+             f"champion {outcome.get('champion_score', float('nan')):.4f} vs challenger {outcome.get('challenger_score', float('nan')):.4f}: "
+             f"{'promoted' if outcome['promoted'] else 'kept as challenger'}")
+    champ = registry.resolve()
+    echo(f"done in {time.monotonic() - t0:.0f} s. champion: v{champ.number}. ledger:")
+    for e in registry.ledger():
+        echo(f"     {e['when'][:19]} {e['alias']}: {e['from']} -> {e['to']} ({e['why']})")
+    echo(f"   store: {store_uri}   try: loopml status --store {store_uri}")
+    return {"store": store_uri, "champion": champ.number, "monitoring": results}

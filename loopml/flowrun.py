@@ -1,0 +1,35 @@
+"""Run the Metaflow flows in ``flows/`` from Python (the CLI, the demo and the tests use this)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+FLOWS = Path(__file__).resolve().parent.parent / "flows"
+
+
+class FlowFailed(RuntimeError):
+    pass
+
+
+def ensure_user() -> None:
+    """Metaflow refuses to run (or read runs) without a user name, which CI and containers lack."""
+    if not any(os.environ.get(v) for v in ("METAFLOW_USER", "USER", "USERNAME", "LOGNAME")):
+        os.environ["METAFLOW_USER"] = "loopml"
+
+
+def run_flow(name: str, show_output: bool = True, **params: Any) -> Any:
+    """Run ``flows/<name>.py`` to completion and return its Metaflow ``Run``; raise if it failed."""
+    ensure_user()
+    from metaflow import Runner
+
+    path = FLOWS / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"flow file {path} not found (is loopml installed from its source tree?)")
+    clean = {k: str(v) for k, v in params.items() if v is not None and v != ""}
+    with Runner(str(path), show_output=show_output, quiet=True).run(**clean) as running:
+        if running.status != "successful":
+            tail = "\n".join(running.stderr.splitlines()[-25:]) if not show_output else ""
+            raise FlowFailed(f"{name} failed ({running.status}).\n{tail}".rstrip())
+        return running.run

@@ -1,0 +1,85 @@
+"""Read-only views for people: status, experiment runs (Metaflow client), version comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopml.jobs import LATEST
+from loopml.registry import CHALLENGER, CHAMPION, Registry
+from loopml.storage import KeyNotFound, Store
+from loopml.storage.layout import ALERTS, DECISIONS, MONITORING
+
+
+def status(store: Store) -> dict[str, Any]:
+    registry = Registry(store)
+    champ = registry.alias(CHAMPION)
+    out: dict[str, Any] = {"store": store.uri, "versions": registry.versions(), "champion": None,
+                           "challenger": registry.alias(CHALLENGER), "last_monitoring": None, "open_alerts": [],
+                           "last_decision": None, "last_alias_change": (registry.ledger() or [None])[-1]}
+    if champ is not None:
+        meta = registry.get(champ).meta
+        out["champion"] = {"version": champ, "family": meta["family"], "metrics": meta["metrics"],
+                           "created_at": meta["created_at"], "served_as": meta["latency_ms"]["served_as"]}
+    try:
+        latest = store.get_json(LATEST)
+        results = store.get_json(f"{MONITORING}/runs/{latest['run_id']}/results.json")
+        out["last_monitoring"] = {"run_id": latest["run_id"], "at": latest["at"], "version": results["version"],
+                                  "window": results["window"], "drifting_features": results["drifting_features"],
+                                  "chunks": [{k: c[k] for k in ("chunk", "estimated", "realized")} for c in results["chunks"]],
+                                  "report": store.url(f"{MONITORING}/runs/{latest['run_id']}/report.html")}
+        # alerts of the last run are the open ones: a later run that no longer sees a problem closes it
+        out["open_alerts"] = [a for a in (store.get_json(k) for k in store.list(ALERTS + "/")) if a["run_id"] == latest["run_id"]]
+    except KeyNotFound:
+        pass
+    decisions = store.list(DECISIONS + "/")
+    if decisions:
+        out["last_decision"] = store.get_json(decisions[-1])
+    return out
+
+
+def training_runs(limit: int = 20) -> list[dict[str, Any]]:
+    """TrainFlow runs from Metaflow's own metadata: the experiment log is Metaflow, not a second store."""
+    from loopml.flowrun import ensure_user
+
+    ensure_user()
+    from metaflow import Flow, namespace
+    from metaflow.exception import MetaflowNotFound
+
+    namespace(None)
+    try:
+        flow = Flow("TrainFlow")
+    except MetaflowNotFound:
+        return []
+    rows = []
+    for run in flow.runs():
+        if len(rows) >= limit:
+            break
+        row: dict[str, Any] = {"run": run.pathspec, "created": str(run.created_at), "successful": run.successful}
+        try:
+            data = run.data
+            row.update(fingerprint=getattr(data, "data_fingerprint", None), family=data.winner.family,
+                       params=data.params, metrics=data.metrics, version=getattr(data, "version", None))
+        except Exception:  # a failed or running run has no results: still list it
+            pass
+        rows.append(row)
+    return rows
+
+
+def compare(store: Store, a: int, b: int) -> list[tuple[str, Any, Any]]:
+    registry = Registry(store)
+    va, vb = registry.get(a).meta, registry.get(b).meta
+
+    def flat(meta: dict[str, Any]) -> dict[str, Any]:
+        rows = {"family": meta["family"], "params": meta["params"], "created_at": meta["created_at"],
+                "data.fingerprint": meta["data"]["fingerprint"][:16], "data.rows": meta["data"]["rows"],
+                "data.uri": meta["data"]["uri"], "metaflow_run": meta["lineage"]["metaflow_run"],
+                "code_version": meta["lineage"]["code_version"], "spec_sha256": meta["lineage"]["spec_sha256"][:16],
+                "served_as": meta["latency_ms"]["served_as"], "latency_p99_ms": meta["latency_ms"]["p99"],
+                "gates": "pass" if meta["gates"]["passes"] else "; ".join(meta["gates"]["reasons"])}
+        rows.update({f"test.{k}": v for k, v in meta["metrics"].items()})
+        if meta.get("fairness"):
+            rows["fairness.gap"] = meta["fairness"]["gap"]
+        return rows
+
+    fa, fb = flat(va), flat(vb)
+    return [(k, fa.get(k), fb.get(k)) for k in dict.fromkeys([*fa, *fb])]

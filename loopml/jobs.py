@@ -1,0 +1,178 @@
+"""Stage 5 wired to the store: a monitoring run, late labels, and the challenger gate.
+
+``loopml.monitoring`` computes; this module reads its inputs from the store and records what it
+found (results, report, alerts, the retraining decision) so that every step of the loop leaves
+evidence behind.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+
+from loopml.data import load_frame, validate
+from loopml.modeling.metrics import score
+from loopml.monitoring import decide_retraining, evaluate_alerts, monitor, publish_alerts, render_report
+from loopml.registry import CHALLENGER, Registry
+from loopml.scoring import predict_frame, read_predictions
+from loopml.serving import load_predictor
+from loopml.spec import ProblemSpec
+from loopml.storage import Store
+from loopml.storage.layout import ALERTS, DECISIONS, FEEDBACK, MONITORING, event_key
+
+LATEST = f"{MONITORING}/latest.json"
+
+
+def load_labels(store: Store, spec: ProblemSpec, uri: str | None = None) -> pd.DataFrame:
+    """Late labels by id: the spec's labels dataset plus what arrived through the API's /feedback."""
+    if not spec.id:
+        return pd.DataFrame(columns=["id", "label"])
+    frames = []
+    uri = uri if uri is not None else spec.data.labels
+    if uri:
+        raw = load_frame(uri)
+        missing = [c for c in (spec.id, spec.target) if c not in raw.columns]
+        if missing:
+            raise ValueError(f"{uri}: labels need columns {missing}")
+        frames.append(pd.DataFrame({"id": raw[spec.id].astype(str), "label": raw[spec.target]}))
+    for key in store.list(FEEDBACK + "/"):
+        body = json.loads(store.get(key))
+        frames.append(pd.DataFrame([{"id": str(x["id"]), "label": x["label"]} for x in body["labels"]]))
+    if not frames:
+        return pd.DataFrame(columns=["id", "label"])
+    # a later label for the same id wins: corrections are allowed
+    return pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last")
+
+
+def attach_labels(predictions: pd.DataFrame, labels: pd.DataFrame, spec: ProblemSpec) -> pd.DataFrame:
+    if predictions.empty or not spec.id or labels.empty:
+        return predictions
+    out = predictions.drop(columns=[spec.target], errors="ignore")
+    merged = out.merge(labels.rename(columns={"id": spec.id, "label": spec.target}), on=spec.id, how="left")
+    return merged
+
+
+def model_as_of(meta: dict[str, Any]) -> datetime:
+    """When the model's knowledge ends: its newest training row when there is a timestamp (so that
+    replaying history ages models correctly), else when it was registered."""
+    as_of = (meta.get("data") or {}).get("as_of")
+    moment = pd.Timestamp(as_of).to_pydatetime() if as_of else datetime.fromisoformat(meta["created_at"])
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class MonitoringRun:
+    run_id: str
+    version: int
+    results: dict[str, Any]
+    alerts: list[dict[str, Any]]
+    decision: dict[str, Any]
+    report_key: str
+    report_url: str
+
+
+def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: date | None, *,
+                   now: datetime | None = None, topic_arn: str | None = None, sns_client: Any = None,
+                   labels_uri: str | None = None) -> MonitoringRun:
+    now = now or datetime.now(UTC)
+    registry = Registry(store)
+    champion = registry.resolve()
+    reference = registry.reference(champion)
+    analysis = attach_labels(read_predictions(store, start, end), load_labels(store, spec, labels_uri), spec)
+    if not analysis.empty and "model_version" in analysis.columns:
+        # only rows the champion scored: a rollback or promotion mid-window would mix models
+        analysis = analysis[analysis["model_version"] == champion.number].reset_index(drop=True)
+    classes = champion.meta["schema"].get("classes")
+    result = monitor(reference, analysis, spec, classes)
+    if analysis.empty:
+        result.messages.insert(0, f"no predictions by version {champion.number} between {start} and {end}")
+    alerts = evaluate_alerts(result, spec)
+    created = model_as_of(champion.meta)
+    decision = decide_retraining(result.chunks, spec, created, now)
+
+    run_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    base = f"{MONITORING}/runs/{run_id}"
+    window = {"start": str(start) if start else None, "end": str(end) if end else None}
+    results = {"run_id": run_id, "at": now.isoformat(), "version": champion.number, "window": window,
+               "rows": len(analysis), **result.to_dict()}
+    html = render_report(result, spec, f"{spec.name}: monitoring {window['start']} to {window['end']}", str(champion.number))
+    store.put(f"{base}/report.html", html.encode())
+    store.put_json(f"{base}/results.json", results)
+    alert_dicts = [{**a.to_dict(), "run_id": run_id, "version": champion.number, "at": now.isoformat()} for a in alerts]
+    for a in alert_dicts:
+        store.put_new(event_key(ALERTS, now), json.dumps(a, default=str).encode())
+    if alerts and topic_arn:
+        if sns_client is None:
+            import boto3
+
+            sns_client = boto3.client("sns")
+        publish_alerts(alerts, topic_arn, sns_client, model=f"{spec.name} v{champion.number}")
+    decision_record = {**decision.to_dict(), "run_id": run_id, "version": champion.number, "at": now.isoformat(),
+                       "window": window}
+    store.put_new(event_key(DECISIONS, now), json.dumps(decision_record, default=str).encode())
+    store.put_json(LATEST, {"run_id": run_id, "at": now.isoformat()})
+    return MonitoringRun(run_id, champion.number, results, alert_dicts, decision_record,
+                         f"{base}/report.html", store.url(f"{base}/report.html"))
+
+
+def labelled_window(store: Store, spec: ProblemSpec, start: date | None, end: date | None) -> pd.DataFrame:
+    """Scored rows in the window whose labels have arrived: features and the true target."""
+    data = attach_labels(read_predictions(store, start, end), load_labels(store, spec), spec)
+    if data.empty or spec.target not in data.columns:
+        return pd.DataFrame()
+    return data[data[spec.target].notna()].reset_index(drop=True)
+
+
+def retraining_data(store: Store, spec: ProblemSpec, until: date) -> str:
+    """The newer window to retrain on: the original training data plus every labelled scored row up to
+    ``until``. Written to the store as a Parquet input, so the run's data stays traceable."""
+    base = validate(load_frame(spec.data.train), spec, source=spec.data.train)
+    recent = labelled_window(store, spec, None, until)
+    if not recent.empty:
+        recent = validate(recent[[c for c in base.columns if c in recent.columns]], spec, source="labelled predictions")
+        if spec.id:
+            base[spec.id] = base[spec.id].astype(str)
+    combined = pd.concat([base, recent], ignore_index=True) if not recent.empty else base
+    key = f"inputs/retrain-until-{until.isoformat()}.parquet"
+    store.write_parquet(key, combined)
+    return store.url(key)
+
+
+def challenge(store: Store, spec: ProblemSpec, challenger: int, start: date | None, end: date | None) -> dict[str, Any]:
+    """Score champion and challenger on the same recent labelled rows; promote the challenger only if it
+    passes its own gates and beats the champion on the spec's metric. The ledger records why."""
+    registry = Registry(store)
+    champ = registry.resolve()
+    chall = registry.get(challenger)
+    data = labelled_window(store, spec, start, end)
+    outcome: dict[str, Any] = {"champion": champ.number, "challenger": challenger, "rows": len(data),
+                               "metric": spec.metric.name}
+    if len(data) < 50:
+        outcome.update(promoted=False, why=f"only {len(data)} labelled recent rows: too few to compare")
+    else:
+        for role, version in (("champion_score", champ), ("challenger_score", chall)):
+            predictor = load_predictor(registry, version)
+            pred, proba = predict_frame(predictor, data, spec)
+            classes = list(predictor.schema.classes) if predictor.schema.classes else None
+            outcome[role] = score(spec.metric.name, data[spec.target].to_numpy(), pred, proba, classes)
+        better = (outcome["challenger_score"] > outcome["champion_score"]) == spec.metric.higher_is_better \
+            and outcome["challenger_score"] != outcome["champion_score"]
+        gates = chall.meta.get("gates", {})
+        if not gates.get("passes", False):
+            outcome.update(promoted=False, why="challenger fails its own gates: " + "; ".join(gates.get("reasons", [])))
+        elif not better:
+            outcome.update(promoted=False, why=(f"challenger {spec.metric.name} {outcome['challenger_score']:.4f} does not beat "
+                                                f"champion {outcome['champion_score']:.4f} on {len(data)} recent labelled rows"))
+        else:
+            outcome.update(promoted=True, why=(f"challenger {spec.metric.name} {outcome['challenger_score']:.4f} beats champion "
+                                               f"{outcome['champion_score']:.4f} on {len(data)} recent labelled rows and passes its gates"))
+    if outcome["promoted"]:
+        registry.promote(challenger, why=outcome["why"])
+    else:
+        registry.set_alias(CHALLENGER, challenger, why=outcome["why"], action="challenger")
+    return outcome
