@@ -4,14 +4,42 @@
 # Metadata.BuildMethod: makefile, so SAM looks for this file at the repo root and sets ARTIFACTS_DIR).
 # It needs no Docker and no Python 3.12: the host's pip (3.11) fetches Linux CPython 3.12 wheels.
 #
-# demo/test targets: added by lead
+# Quick start (README): `make demo` and `make test`. Both set up .venv from the lock first.
 
 PYTHON ?= python3
 LAMBDA_PYTHON_VERSION ?= 3.12
 LAMBDA_PLATFORMS ?= manylinux_2_28_x86_64 manylinux2014_x86_64
 LAMBDA_REQUIREMENTS ?= handlers/requirements.txt
 
-.PHONY: build-ApiFunction
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast lint build-ApiFunction
+
+# the lock is complete, so pip resolves nothing (--no-deps): fast and the same on every machine
+setup: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+demo: setup
+	rm -rf demo-output
+	$(VENV)/bin/loopml demo --workdir demo-output
+
+# the whole suite: unit, integration (Metaflow flows against a moto S3 server), e2e, then the
+# deployment checks that run without Docker (sam validate --lint, sam build, package size)
+test: setup
+	$(VPY) -m pytest -q
+	bash .ci/sam_check.sh
+
+test-fast: setup
+	$(VPY) -m pytest -q tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check loopml handlers flows tests bench infra
 
 build-ApiFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run via 'sam build')" >&2; exit 2; }
