@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from handlers.deps import ApiDeps, build_deps
 from loopml.predictor import check_rows
@@ -75,11 +76,14 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         yield
         deps.log.flush()
 
-    app = FastAPI(title="loopml", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="loopml", version="0.1.0", lifespan=lifespan, root_path=settings.root_path,
                   description="Predictions from the registry's champion. Send `x-api-key` on every route but /health.")
     app.state.deps = deps
 
-    def require_key(request: Request) -> None:
+    # Both dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
+    # and under Mangum (a fresh asyncio task per event) anyio starts a new thread for it on every
+    # request, which was most of a warm request's cost (see bench/bench_serving.py).
+    async def require_key(request: Request) -> None:
         if settings.api_key_sha256 is None:
             return
         key = request.headers.get("x-api-key")
@@ -89,8 +93,10 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         if not hmac.compare_digest(digest, settings.api_key_sha256.lower()):
             raise _problem(403, "invalid API key")
 
-    def champion() -> LoadedModel:
-        model = deps.server.current()
+    async def champion() -> LoadedModel:
+        server = deps.server
+        # the alias is re-read (store I/O, maybe a model load) only every ttl seconds: off the event loop
+        model = server.current() if server.fresh() else await run_in_threadpool(server.current)
         if model is None:
             raise _problem(503, deps.server.last_error or "no champion model is available")
         return model

@@ -67,6 +67,11 @@ class ModelServer:
                     self._checked_at = now
         return self._model
 
+    def fresh(self) -> bool:
+        """True while ``current()`` would answer from memory, without reading the store."""
+        checked = self._checked_at
+        return checked is not None and self.clock() - checked < self.ttl
+
     def _refresh(self) -> None:
         try:
             number = self.registry.alias(self.alias)

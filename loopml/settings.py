@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     log_flush_seconds: float = Field(default=5.0, ge=0)
     log_flush_rows: int = Field(default=500, ge=1)
     sns_topic_arn: str | None = None
+    root_path: str = Field(default="", description="URL prefix in front of the app, e.g. the API Gateway stage")
 
 
 @lru_cache

@@ -26,6 +26,7 @@ class TrainingData:
     fingerprint: str
     uri: str
     window: dict[str, str] | None
+    until: str | None = None
 
 
 def load_training_data(spec: ProblemSpec, uri: str | None = None, until: str | None = None) -> TrainingData:
@@ -40,7 +41,21 @@ def load_training_data(spec: ProblemSpec, uri: str | None = None, until: str | N
         window = {"start": str(start), "end": str(end)}
         if df.empty:
             raise ValueError(f"{uri}: no rows in the training window {window}")
-    return TrainingData(df, fingerprint(df), uri, window)
+    return TrainingData(df, fingerprint(df), uri, window, until)
+
+
+def check_traceable(spec: ProblemSpec, data: TrainingData) -> None:
+    """A version must point at data someone can get back: re-read the location and compare the
+    fingerprint. Data that moved, vanished or changed during training is refused."""
+    if not data.fingerprint or not data.uri:
+        raise ValueError("refusing to register: the training data has no recorded location or fingerprint")
+    try:
+        again = load_training_data(spec, uri=data.uri, until=data.until).fingerprint
+    except Exception as err:
+        raise ValueError(f"refusing to register: the training data at {data.uri} cannot be read back ({err})") from None
+    if again != data.fingerprint:
+        raise ValueError(f"refusing to register: the training data at {data.uri} changed during the run "
+                         f"(fingerprint {data.fingerprint[:12]} at load, {again[:12]} now)")
 
 
 def schema_of(spec: ProblemSpec, classes: list | None) -> Schema:
@@ -121,8 +136,7 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
                      selection: Selection, ev: Evaluation, classes: list | None, run_pathspec: str | None,
                      promote: bool = True) -> tuple[int, dict[str, Any]]:
     """Register the winner with its lineage; promote it only when it passes the spec's gates."""
-    if not data.fingerprint or not data.uri:
-        raise ValueError("refusing to register a version whose training data cannot be traced (no fingerprint or location)")
+    check_traceable(spec, data)
     artifacts = {"model.joblib": winner.joblib_bytes}
     if winner.onnx.model:
         artifacts["model.onnx"] = winner.onnx.model

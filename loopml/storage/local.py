@@ -52,10 +52,9 @@ class LocalStore(Store):
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
-        if base.is_file():
-            return [prefix]
-        # a prefix may end mid-name ("ledger/2026"): walk its folder and filter
-        folder = base if base.is_dir() else base.parent
+        # a prefix may end mid-name ("ledger/2026", or "b" matching "ba/..."): unless it names a folder
+        # with a trailing "/", walk the folder that contains it and filter
+        folder = base if base == self.root or (prefix.endswith("/") and base.is_dir()) else base.parent
         if not folder.is_dir():
             return []
         keys = []

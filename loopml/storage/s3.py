@@ -94,4 +94,4 @@ class S3Store(Store):
 
         if not keys:
             return pd.DataFrame()
-        return wr.s3.read_parquet([self.url(k) for k in keys], ignore_index=True)
+        return wr.s3.read_parquet([self.url(k) for k in keys]).reset_index(drop=True)
