@@ -29,7 +29,7 @@ class ScoreFlow(FlowSpec):
         from loopml.scoring import score_range
         from loopml.storage import from_uri
 
-        result = score_range(from_uri(self.store), self.spec, self.first, self.last, uri=self.data or None)
+        result = score_range(from_uri(self.store), self.spec, self.first, self.last, uri=self.data or None, progress=print)
         self.version, self.partitions = result.version, result.partitions
         print(f"scored {result.rows} rows into {len(result.partitions)} partitions with version {result.version}")
         self.next(self.end)

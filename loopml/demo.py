@@ -113,7 +113,10 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
         echo(f"     {row['family']:<14} valid {spec.metric.name} {row['valid_score']:.4f}  p99 {row['latency_p99_ms']:.3f} ms  "
              f"{row['size_mb']:.2f} MB  {row['served_as']}")
     echo(f"   registered v{v.number}; test " + ", ".join(f"{k} {x:.4f}" for k, x in v.meta["metrics"].items()))
-    echo(f"   ONNX parity max abs diff {v.meta['onnx']['parity_max_abs_diff']}; promoted: {train.data.decision['promoted']}")
+    f = v.meta["fairness"]
+    echo(f"   fairness: {f['metric']} per {f['group']} " + ", ".join(f"{g} {x['value']:.4f}" for g, x in f["per_group"].items())
+         + f"; gap {f['gap']:.4f} (max {f['max_gap']:g})")
+    echo(f"   ONNX parity max abs diff {v.meta['onnx']['parity_max_abs_diff']:.2e}; promoted: {train.data.decision['promoted']}")
 
     key = secrets.token_urlsafe(16)
     new_rows = car_loan_frames()[1]

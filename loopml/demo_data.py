@@ -35,7 +35,7 @@ def car_loan_spec(data_dir: str, threshold: float = 0.9) -> dict[str, Any]:
         "metric": {"name": "roc_auc", "threshold": threshold},
         "data": {"train": f"{data_dir}/train.parquet", "new": f"{data_dir}/new.parquet",
                  "labels": f"{data_dir}/labels.parquet"},
-        "constraints": {"p99_latency_ms": 50},
+        "constraints": {"p99_latency_ms": 50, "fairness": {"group": "salary_range", "max_gap": 0.05}},
         "candidates": [{"family": "linear", "n_iter": 3}, {"family": "random_forest", "n_iter": 3}],
         "monitoring": {"chunk_period": "M", "max_drifting_features": 2},
         "retraining": {"max_age_days": 180, "consecutive_chunks": 2, "window_days": 300},

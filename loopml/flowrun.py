@@ -30,6 +30,8 @@ def run_flow(name: str, show_output: bool = True, **params: Any) -> Any:
     clean = {k: str(v) for k, v in params.items() if v is not None and v != ""}
     with Runner(str(path), show_output=show_output, quiet=True).run(**clean) as running:
         if running.status != "successful":
-            tail = "\n".join(running.stderr.splitlines()[-25:]) if not show_output else ""
+            # a task's traceback is in the run's stdout (Metaflow prefixes it with the task), the summary in stderr
+            lines = [ln for ln in (running.stdout + "\n" + running.stderr).splitlines() if ln.strip()]
+            tail = "\n".join(lines[-30:]) if not show_output else ""
             raise FlowFailed(f"{name} failed ({running.status}).\n{tail}".rstrip())
         return running.run

@@ -8,7 +8,7 @@ duplicates rows, and a killed run leaves no partial partition behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -92,7 +92,8 @@ class ScoreResult:
 
 
 def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: str | None = None,
-                version: ModelVersion | None = None, batch_rows: int = BATCH_ROWS) -> ScoreResult:
+                version: ModelVersion | None = None, batch_rows: int = BATCH_ROWS,
+                progress: Callable[[str], None] | None = None) -> ScoreResult:
     """Score every row of the new data whose timestamp falls in [start, end] (dates, inclusive)."""
     if not spec.timestamp:
         raise ValueError("timestamp: batch scoring partitions by date and needs the spec's timestamp column")
@@ -119,7 +120,7 @@ def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: st
         scored["model_version"] = version.number
         for day, part in scored.groupby(scored[spec.timestamp].dt.date.astype(str)):
             by_date.setdefault(day, []).append(part)
-        log.info("scored batch %d: %d rows in range so far", i, seen)
+        (progress or log.info)(f"batch {i}: {seen} rows in range scored so far, {len(by_date)} dates")
     written: dict[str, int] = {}
     scored_at = datetime.now(UTC).isoformat()
     for day in sorted(by_date):

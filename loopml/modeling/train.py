@@ -158,3 +158,21 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
         registry.promote(version.number, why=f"trained by {run_pathspec}; test {g['metric'].split()[0]} {g['value']:.4f} passes {g['metric']}")
         decision["promoted"] = True
     return version.number, decision
+
+
+def train_in_process(spec: ProblemSpec, registry: Registry, run_pathspec: str = "in-process",
+                     promote: bool = True, uri: str | None = None) -> tuple[int, dict[str, Any]]:
+    """TrainFlow's steps in one process, sequentially: for benchmarks and tests that need a registered
+    model without the cost of a Metaflow run. The flow remains the way to train for real."""
+    from loopml.modeling.select import select
+    from loopml.modeling.tune import tune
+
+    data = load_training_data(spec, uri=uri)
+    splits, classes = make_splits(data.frame, spec)
+    train, valid = encode(splits.train, spec, classes), encode(splits.valid, spec, classes)
+    schema = schema_of(spec, classes)
+    results = [tune(c, train, valid, spec, classes, schema) for c in spec.candidates]
+    selection = select([r.summary() for r in results], spec)
+    winner = results[selection.winner]
+    ev = evaluate(winner, splits, spec, classes)
+    return register_version(registry, spec, data, winner, selection, ev, classes, run_pathspec, promote=promote)
