@@ -15,16 +15,10 @@ import mimetypes
 import sys
 from pathlib import Path, PurePosixPath
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from loopml.storage.s3 import split_s3_uri  # noqa: E402
+
 DEFAULT_ONLY = ("registry",)  # what the API reads; the API itself writes prediction-log/ and feedback/
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise SystemExit(f"--to must be s3://bucket/prefix, got {uri!r}")
-    bucket, _, prefix = uri[5:].partition("/")
-    if not bucket:
-        raise SystemExit(f"no bucket in {uri!r}")
-    return bucket, prefix.strip("/")
 
 
 def upload_order(rel: PurePosixPath) -> int:
@@ -72,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (source / "registry").is_dir():
         print(f"sync-store: {source} has no registry/ folder: is it a loopml store?", file=sys.stderr)
         return 2
-    bucket, prefix = split_s3_uri(args.target)
+    try:
+        bucket, prefix = split_s3_uri(args.target)
+    except ValueError as err:
+        raise SystemExit(f"--to: {err}") from None
     files = plan(source, tuple(args.only))
     if not files:
         print(f"sync-store: nothing to copy from {source}", file=sys.stderr)
