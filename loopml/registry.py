@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import LEDGER, VERSIONS, alias_key, event_key, now_utc, version_dir
+from loopml.storage.layout import LEDGER, VERSIONS, alias_key, now_utc, version_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -138,12 +138,19 @@ class Registry:
             self.get(number)  # refuse an alias to a version that does not exist
         entry = {"when": now_utc().isoformat(), "who": who or current_user(), "alias": name,
                  "from": self.alias(name), "to": number, "action": action, "why": why}
-        self.store.put_new(event_key(LEDGER), _json(entry))  # intent first: the ledger never misses a change
+        self._append_ledger(entry)  # intent first: the ledger never misses a change
         if number is None:
             self.store.delete(alias_key(name))
         else:
             self.store.put_json(alias_key(name), {"version": number, "since": entry["when"]})
         return entry
+
+    def _append_ledger(self, entry: dict[str, Any]) -> None:
+        """Entries are numbered, not timestamped: order is exact even within one clock tick, and two
+        writers racing for a number are kept apart by the create-if-absent write."""
+        n = len(self.store.list(LEDGER + "/")) + 1
+        while not self.store.put_new(f"{LEDGER}/{n:08d}.json", _json(entry)):
+            n += 1
 
     def promote(self, number: int, why: str, who: str | None = None) -> dict[str, Any]:
         if self.alias(CHAMPION) == number:

@@ -8,7 +8,7 @@ Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
     registry/versions/<NNNN>/model.onnx|.joblib  artifacts, each checked against its SHA-256 before loading
     registry/versions/<NNNN>/reference.parquet   test-period features, predictions, targets (NannyML reference)
     registry/aliases/<alias>.json                e.g. champion, challenger: one PUT, so switching is atomic
-    registry/ledger/<time>-<id>.json             append-only: every alias change (when, who, from, to, why)
+    registry/ledger/<NNNNNNNN>.json              append-only, numbered: every alias change (when, who, from, to, why)
     predictions/date=<YYYY-MM-DD>/part.parquet   batch scores; a re-run replaces the partition in one PUT
     prediction-log/date=<YYYY-MM-DD>/<id>.jsonl  API predictions (id, time, features, outputs, version)
     feedback/date=<YYYY-MM-DD>/<id>.json         ground-truth labels by prediction id

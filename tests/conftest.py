@@ -1,0 +1,189 @@
+"""Shared fixtures: a small car-loan problem (NannyML's shipped data, offline) and one model trained
+through the real core functions once per session, registered into whatever Store a test hands over.
+
+Moto *server* fixtures live in tests/integration/conftest.py; here there is only in-process ``mock_aws``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+os.environ.setdefault("METAFLOW_USER", "pytest")
+
+from loopml.demo_data import car_loan_frames, car_loan_spec  # noqa: E402
+from loopml.modeling.select import Selection, select  # noqa: E402
+from loopml.modeling.split import Splits  # noqa: E402
+from loopml.modeling.train import (  # noqa: E402
+    Evaluation,
+    TrainingData,
+    evaluate,
+    load_training_data,
+    make_splits,
+    register_version,
+    schema_of,
+)
+from loopml.modeling.tune import CandidateResult, encode, tune  # noqa: E402
+from loopml.registry import Registry  # noqa: E402
+from loopml.spec import ProblemSpec, load_spec, parse_spec  # noqa: E402
+from loopml.storage import Store  # noqa: E402
+
+TRAIN_ROWS = 3000
+NEW_ROWS = 1000
+BUCKET = "loopml-test"
+FAKE_RUN = "TrainFlow/1700000000000000/register/3"
+
+
+# ---------------------------------------------------------------------------------------- data
+@pytest.fixture(scope="session")
+def car_loan() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, new, labels), subsampled evenly over time so every period is represented."""
+    train, new, labels = car_loan_frames()
+    train = train.iloc[:: len(train) // TRAIN_ROWS].head(TRAIN_ROWS).reset_index(drop=True)
+    new = new.iloc[:: len(new) // NEW_ROWS].head(NEW_ROWS).reset_index(drop=True)
+    labels = labels[labels["id"].isin(new["id"])].reset_index(drop=True)
+    return train, new, labels
+
+
+@pytest.fixture(scope="session")
+def car_loan_dir(tmp_path_factory: pytest.TempPathFactory, car_loan) -> Path:
+    d = tmp_path_factory.mktemp("car_loan")
+    train, new, labels = car_loan
+    train.to_parquet(d / "train.parquet", index=False)
+    new.to_parquet(d / "new.parquet", index=False)
+    labels.to_parquet(d / "labels.parquet", index=False)
+    return d
+
+
+@pytest.fixture(scope="session")
+def spec_raw(car_loan_dir: Path) -> dict[str, Any]:
+    """The raw spec dict (tests copy and tweak it); candidates tuned with one trial each."""
+    raw = car_loan_spec(str(car_loan_dir))
+    raw["candidates"] = [{"family": "linear", "n_iter": 1}, {"family": "random_forest", "n_iter": 1}]
+    # pinned, not inherited from the demo: no latency budget (timings must not decide a test) and no
+    # fairness gate, so the base model passes its gates; tests that need constraints set their own
+    raw["constraints"] = {"max_model_mb": 50}
+    return raw
+
+
+@pytest.fixture
+def make_raw(spec_raw: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """A deep copy of the spec dict with top-level keys replaced."""
+
+    def _make(**changes: Any) -> dict[str, Any]:
+        raw = copy.deepcopy(spec_raw)
+        raw.update(changes)
+        return raw
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def spec(spec_raw: dict[str, Any], car_loan_dir: Path) -> ProblemSpec:
+    path = car_loan_dir / "project.yaml"
+    path.write_text(yaml.safe_dump(spec_raw, allow_unicode=True))
+    return load_spec(path)
+
+
+def json_rows(df: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
+    """Feature rows as an API client would send them (JSON types, null for missing)."""
+    rows = []
+    for rec in df[spec.feature_names].to_dict("records"):
+        row = {}
+        for name, kind in ((f.name, f.type) for f in spec.features):
+            v = rec[name]
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                row[name] = None
+            elif kind == "numeric":
+                row[name] = float(v)
+            else:
+                row[name] = v if isinstance(v, bool) else str(v)
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def sample_rows(car_loan, spec) -> list[dict[str, Any]]:
+    return json_rows(car_loan[1].head(20), spec)
+
+
+# -------------------------------------------------------------------------------- training
+@dataclass
+class Trained:
+    spec: ProblemSpec
+    data: TrainingData
+    splits: Splits
+    classes: list | None
+    results: list[CandidateResult]
+    selection: Selection
+    winner: CandidateResult
+    evaluation: Evaluation
+
+    def result(self, family: str) -> CandidateResult:
+        return next(r for r in self.results if r.family == family)
+
+    def register(self, store: Store, *, promote: bool = True, spec: ProblemSpec | None = None,
+                 evaluation: Evaluation | None = None) -> int:
+        """Register the session's winner into ``store`` through the real register_version."""
+        number, _ = register_version(Registry(store), spec or self.spec, self.data, self.winner, self.selection,
+                                     evaluation or self.evaluation, self.classes, FAKE_RUN, promote=promote)
+        return number
+
+
+def train_spec(spec: ProblemSpec) -> Trained:
+    """The TrainFlow's steps, one core function each, in process."""
+    data = load_training_data(spec)
+    splits, classes = make_splits(data.frame, spec)
+    schema = schema_of(spec, classes)
+    train = encode(splits.train, spec, classes)
+    valid = encode(splits.valid, spec, classes)
+    results = [tune(c, train, valid, spec, classes, schema) for c in spec.candidates]
+    selection = select([r.summary() for r in results], spec)
+    winner = results[selection.winner]
+    ev = evaluate(winner, splits, spec, classes)
+    return Trained(spec, data, splits, classes, results, selection, winner, ev)
+
+
+@pytest.fixture(scope="session")
+def trained(spec: ProblemSpec) -> Trained:
+    return train_spec(spec)
+
+
+@pytest.fixture(scope="session")
+def linear_trained(spec_raw: dict[str, Any]) -> Trained:
+    """A linear-only model: whose ONNX artifact is small and quick to load (serving tests)."""
+    raw = copy.deepcopy(spec_raw)
+    raw["candidates"] = [{"family": "linear", "n_iter": 1}]
+    return train_spec(parse_spec(raw))
+
+
+# ------------------------------------------------------------------------------ AWS (in-process)
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and no endpoint override: boto3 must talk to moto's in-process mock only."""
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3_bucket(aws_env) -> Iterator[str]:
+    """An empty bucket inside moto's ``mock_aws``; yields its name."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield BUCKET

@@ -1,0 +1,69 @@
+"""The ONNX serving path stays slim: a cold Lambda (a fresh interpreter importing ``handlers.api``)
+answers a REST event without ever importing pandas, scikit-learn, scipy or pyarrow.
+
+Behaviour only: no timings here (those live in bench/bench_serving.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from loopml.registry import Registry
+from loopml.storage import LocalStore
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("pandas", "sklearn", "scipy", "pyarrow")
+KEY = "import-budget-key"
+
+CHILD = """
+import json, sys
+
+event = json.loads(sys.stdin.read())
+import handlers.api
+
+response = handlers.api.handler(event, None)
+print(json.dumps({"status": response["statusCode"], "body": response["body"],
+                  "loaded": sorted(m for m in HEAVY if m in sys.modules)}))
+"""
+
+
+def rest_v1_event(row: dict) -> dict:
+    """An API Gateway REST (v1 proxy) event for POST /predict."""
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Content-Type": "application/json",
+               "x-api-key": KEY, "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}
+    return {
+        "resource": "/{proxy+}", "path": "/predict", "httpMethod": "POST",
+        "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": "predict"}, "stageVariables": None,
+        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": "POST", "path": "/Prod/predict",
+                           "stage": "Prod", "accountId": "123456789012", "apiId": "abc123",
+                           "requestId": "import-budget", "identity": {"sourceIp": "203.0.113.7"}},
+        "body": json.dumps({"row": row}), "isBase64Encoded": False,
+    }
+
+
+def test_onnx_cold_start_imports_no_heavy_modules(tmp_path: Path, linear_trained, sample_rows) -> None:
+    store = LocalStore(tmp_path / "store")
+    number = linear_trained.register(store, promote=False)
+    registry = Registry(store)
+    assert registry.get(number).has_onnx, "precondition: the version must carry model.onnx"
+    registry.set_alias("champion", number, why="import budget test")
+
+    env = {**os.environ, "LOOPML_STORE": str(store.root), "LOOPML_ALIAS": "champion",
+           "LOOPML_API_KEY_SHA256": hashlib.sha256(KEY.encode()).hexdigest(),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-c", CHILD.replace("HEAVY", repr(HEAVY))], input=json.dumps(rest_v1_event(sample_rows[0])),
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert out["status"] == 200, out["body"]
+    body = json.loads(out["body"])
+    assert body["served_as"] == "onnx"
+    assert body["model_version"] == number
+    assert out["loaded"] == [], f"the ONNX serving path imported {out['loaded']}"

@@ -1,0 +1,201 @@
+"""Stage 4, the registry: versions appear whole, aliases move with a ledger entry, artifacts are verified."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopml.registry import CHAMPION, IntegrityError, Registry, RegistryError, sha256
+from loopml.serving import load_predictor
+from loopml.storage import MemoryStore
+from loopml.storage.layout import version_dir
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def registry(store) -> Registry:
+    return Registry(store)
+
+
+def _register(registry: Registry, tag: str = "x") -> int:
+    return registry.register({"model.joblib": f"model-{tag}".encode()}, {"name": "t", "tag": tag}).number
+
+
+@pytest.fixture
+def three(registry) -> Registry:
+    for tag in "abc":
+        _register(registry, tag)
+    return registry
+
+
+def test_version_numbers_increase(registry):
+    assert [_register(registry, t) for t in "abc"] == [1, 2, 3]
+    assert registry.versions() == [1, 2, 3]
+    v2 = registry.get(2)
+    assert v2.meta["tag"] == "b" and v2.meta["version"] == 2
+    info = v2.artifacts["model.joblib"]
+    assert info == {"key": f"{version_dir(2)}/model.joblib", "sha256": sha256(b"model-b"), "bytes": 7}
+    assert registry.artifact(v2, "model.joblib") == b"model-b"
+
+
+def test_register_needs_an_artifact(registry):
+    with pytest.raises(RegistryError):
+        registry.register({}, {})
+    assert registry.versions() == []
+
+
+def test_a_crashed_registration_is_invisible_and_its_number_is_skipped(registry, store):
+    assert _register(registry, "a") == 1
+    # a writer that crashed after claiming 2 and writing its artifact, before version.json
+    assert store.put_new(f"{version_dir(2)}/claim.json", b"{}")
+    store.put(f"{version_dir(2)}/model.joblib", b"half a model")
+    assert registry.versions() == [1]
+    with pytest.raises(RegistryError, match="no version 2"):
+        registry.get(2)
+    with pytest.raises(RegistryError):
+        registry.promote(2, why="should not be possible")
+    assert _register(registry, "c") == 3
+    assert registry.versions() == [1, 3]
+
+
+def test_a_version_is_visible_only_once_version_json_is_written(registry, store):
+    """Observe the store at the moment each artifact is written: no version is listed yet."""
+    seen: list[list[int]] = []
+
+    class Watching(MemoryStore):
+        def put(self, key, data):
+            if "/versions/" in key and not key.endswith("version.json"):
+                seen.append(Registry(self).versions())
+            super().put(key, data)
+
+    reg = Registry(Watching())
+    reg.register({"model.onnx": b"1", "model.joblib": b"2"}, {"name": "t"})
+    assert seen == [[], []]
+    assert reg.versions() == [1]
+
+
+def test_promote_moves_the_alias_and_writes_the_ledger(three, monkeypatch):
+    monkeypatch.setenv("LOOPML_USER", "alice")
+    assert three.alias(CHAMPION) is None
+    three.promote(1, why="first model")
+    three.promote(2, why="better auc", who="bob")
+    assert three.alias(CHAMPION) == 2
+    assert three.resolve().number == 2
+    ledger = three.ledger(CHAMPION)
+    assert [(e["from"], e["to"], e["who"], e["why"], e["action"]) for e in ledger] == [
+        (None, 1, "alice", "first model", "promote"),
+        (1, 2, "bob", "better auc", "promote"),
+    ]
+    assert all(e["when"] and e["alias"] == CHAMPION for e in ledger)
+
+
+def test_promoting_the_champion_again_is_refused(three):
+    three.promote(1, why="x")
+    with pytest.raises(RegistryError, match="already the champion"):
+        three.promote(1, why="again")
+    assert len(three.ledger()) == 1
+
+
+def test_promote_to_a_missing_version_is_refused_and_the_ledger_unchanged(three):
+    three.promote(1, why="x")
+    before = three.ledger()
+    with pytest.raises(RegistryError, match="no version 9"):
+        three.promote(9, why="typo")
+    assert three.ledger() == before
+    assert three.alias(CHAMPION) == 1
+
+
+def test_rollback_walks_back_through_the_champion_stack(three):
+    for n in (1, 2, 3):
+        three.promote(n, why=f"v{n}")
+    assert three.champion_history() == [1, 2, 3]
+    entry = three.rollback(why="v3 regressed")
+    assert (entry["from"], entry["to"], entry["action"]) == (3, 2, "rollback")
+    assert three.alias(CHAMPION) == 2
+    three.rollback(why="v2 too")
+    assert three.alias(CHAMPION) == 1
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        three.rollback(why="no further")
+    assert three.alias(CHAMPION) == 1
+    assert [e["action"] for e in three.ledger(CHAMPION)] == ["promote"] * 3 + ["rollback"] * 2
+
+
+def test_rollback_then_promote_keeps_stack_semantics(three):
+    three.promote(1, why="a")
+    three.promote(2, why="b")
+    three.rollback(why="b bad")
+    three.promote(3, why="c")
+    assert three.champion_history() == [1, 3]
+    three.rollback(why="c bad")
+    assert three.alias(CHAMPION) == 1
+
+
+def test_rollback_to_a_named_version(three):
+    for n in (1, 2, 3):
+        three.promote(n, why=f"v{n}")
+    entry = three.rollback(why="straight back to 1", to=1)
+    assert (entry["from"], entry["to"]) == (3, 1)
+    assert three.alias(CHAMPION) == 1
+    with pytest.raises(RegistryError, match="already the champion"):
+        three.rollback(why="x", to=1)
+    with pytest.raises(RegistryError, match="no version 42"):
+        three.rollback(why="x", to=42)
+    assert three.alias(CHAMPION) == 1
+
+
+def test_rollback_without_a_champion(three):
+    with pytest.raises(RegistryError, match="no champion"):
+        three.rollback(why="x")
+    assert three.ledger() == []
+
+
+def test_other_aliases_do_not_touch_the_champion(three):
+    three.promote(1, why="x")
+    three.set_alias("challenger", 2, why="shadow it")
+    assert three.alias("challenger") == 2 and three.alias(CHAMPION) == 1
+    three.set_alias("challenger", None, why="done")
+    assert three.alias("challenger") is None
+    assert three.champion_history() == [1]
+    assert [e["to"] for e in three.ledger("challenger")] == [2, None]
+
+
+def test_tampered_artifact_raises_integrity_error(three, store):
+    v = three.get(2)
+    store.put(v.artifacts["model.joblib"]["key"], b"model-B")
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        three.artifact(v, "model.joblib")
+    with pytest.raises(RegistryError, match="no artifact"):
+        three.artifact(v, "model.onnx")
+
+
+def test_tampered_onnx_of_a_real_model_is_refused_on_load(linear_trained):
+    store = MemoryStore()
+    number = linear_trained.register(store)
+    reg = Registry(store)
+    version = reg.get(number)
+    assert version.has_onnx
+    assert load_predictor(reg, version).kind == "onnx"
+    key = version.artifacts["model.onnx"]["key"]
+    data = bytearray(store.get(key))
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    store.put(key, bytes(data))
+    with pytest.raises(IntegrityError):
+        load_predictor(reg, version)
+
+
+def test_registered_real_model_carries_lineage_and_reference(trained):
+    store = MemoryStore()
+    number = trained.register(store)
+    reg = Registry(store)
+    meta = reg.get(number).meta
+    assert meta["lineage"]["metaflow_run"].startswith("TrainFlow/")
+    assert meta["lineage"]["spec_sha256"] == trained.spec.fingerprint()
+    assert meta["data"]["fingerprint"] == trained.data.fingerprint
+    assert meta["gates"]["passes"] is True
+    assert reg.alias(CHAMPION) == number
+    ref = reg.reference(reg.get(number))
+    assert len(ref) == len(trained.splits.test)
+    assert {"y_pred", "y_pred_proba", "repaid", "timestamp"} <= set(ref.columns)
