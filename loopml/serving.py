@@ -129,8 +129,12 @@ class PredictionLog:
     _thread: threading.Thread | None = None
     _known: set[str] = field(default_factory=set)
 
+    _oldest: float | None = None  # monotonic time of the oldest buffered record
+
     def add(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
+            if not self._buffer:
+                self._oldest = time.monotonic()
             self._buffer.extend(records)
             full = len(self._buffer) >= self.flush_rows
         if self._thread is None:
@@ -148,9 +152,18 @@ class PredictionLog:
             except Exception as err:  # never let logging take the API down; retry next round
                 log.error("prediction log flush failed: %s", err)
 
+    def flush_if_due(self) -> int:
+        """Flush now when the oldest record has waited ``flush_seconds``: called after each Lambda
+        invocation, because a frozen or reclaimed container never runs the background thread again."""
+        oldest = self._oldest
+        if oldest is None or time.monotonic() - oldest < self.flush_seconds:
+            return 0
+        return self.flush()
+
     def flush(self) -> int:
         with self._lock:
             batch, self._buffer = self._buffer, []
+            self._oldest = None
         if not batch:
             return 0
         by_date: dict[str, list[dict[str, Any]]] = {}
@@ -163,6 +176,7 @@ class PredictionLog:
         except Exception:
             with self._lock:  # put them back so nothing is lost
                 self._buffer[:0] = batch
+                self._oldest = self._oldest or time.monotonic()
             raise
         self._known.update(r["id"] for r in batch)
         return len(batch)

@@ -337,3 +337,18 @@ def test_store_errors_keep_the_current_model(linear_trained, store, registry):
     clock.advance(1)
     assert server.current().version == 1
     assert "store unreachable" in server.last_error
+
+
+def test_flush_if_due_writes_only_records_that_waited_long_enough():
+    from loopml.serving import PredictionLog
+    from loopml.storage import MemoryStore
+
+    store = MemoryStore()
+    patient = PredictionLog(store, flush_seconds=3600)
+    patient.add([{"id": "p-20260101-a", "time": "2026-01-01T00:00:00"}])
+    assert patient.flush_if_due() == 0 and store.list("prediction-log/") == []
+    due = PredictionLog(store, flush_seconds=0)
+    due.add([{"id": "p-20260101-b", "time": "2026-01-01T00:00:00"}])
+    assert due.flush_if_due() == 1
+    assert len(store.list("prediction-log/date=2026-01-01/")) == 1
+    assert due.flush_if_due() == 0  # nothing left
