@@ -129,12 +129,13 @@ class PredictionLog:
     _thread: threading.Thread | None = None
     _known: set[str] = field(default_factory=set)
 
-    _oldest: float | None = None  # monotonic time of the oldest buffered record
+    clock: Callable[[], float] = time.monotonic
+    _oldest: float | None = None  # clock time of the oldest buffered record
 
     def add(self, records: list[dict[str, Any]]) -> None:
         with self._lock:
             if not self._buffer:
-                self._oldest = time.monotonic()
+                self._oldest = self.clock()
             self._buffer.extend(records)
             full = len(self._buffer) >= self.flush_rows
         if self._thread is None:
@@ -156,7 +157,7 @@ class PredictionLog:
         """Flush now when the oldest record has waited ``flush_seconds``: called after each Lambda
         invocation, because a frozen or reclaimed container never runs the background thread again."""
         oldest = self._oldest
-        if oldest is None or time.monotonic() - oldest < self.flush_seconds:
+        if oldest is None or self.clock() - oldest < self.flush_seconds:
             return 0
         return self.flush()
 
@@ -176,7 +177,7 @@ class PredictionLog:
         except Exception:
             with self._lock:  # put them back so nothing is lost
                 self._buffer[:0] = batch
-                self._oldest = self._oldest or time.monotonic()
+                self._oldest = self._oldest or self.clock()
             raise
         self._known.update(r["id"] for r in batch)
         return len(batch)

@@ -344,11 +344,12 @@ def test_flush_if_due_writes_only_records_that_waited_long_enough():
     from loopml.storage import MemoryStore
 
     store = MemoryStore()
-    patient = PredictionLog(store, flush_seconds=3600)
-    patient.add([{"id": "p-20260101-a", "time": "2026-01-01T00:00:00"}])
-    assert patient.flush_if_due() == 0 and store.list("prediction-log/") == []
-    due = PredictionLog(store, flush_seconds=0)
-    due.add([{"id": "p-20260101-b", "time": "2026-01-01T00:00:00"}])
-    assert due.flush_if_due() == 1
+    now = [1000.0]
+    plog = PredictionLog(store, flush_seconds=60, clock=lambda: now[0])
+    plog.add([{"id": "p-20260101-a", "time": "2026-01-01T00:00:00"}])
+    now[0] += 59
+    assert plog.flush_if_due() == 0 and store.list("prediction-log/") == []
+    now[0] += 1
+    assert plog.flush_if_due() == 1
     assert len(store.list("prediction-log/date=2026-01-01/")) == 1
-    assert due.flush_if_due() == 0  # nothing left
+    assert plog.flush_if_due() == 0  # nothing left
