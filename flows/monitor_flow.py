@@ -4,13 +4,12 @@ estimated and realized performance, drift, data quality; a report, alerts and a 
 Scheduled daily on Step Functions or Argo (``@schedule``); with no dates it looks at the last 30 days.
 """
 
-from metaflow import FlowSpec, Parameter, card, current, schedule, step
+from flowbase import LoopmlFlow
+from metaflow import Parameter, card, current, schedule, step
 
 
 @schedule(daily=True)
-class MonitorFlow(FlowSpec):
-    spec_path = Parameter("spec", help="path to project.yaml", required=True)
-    store = Parameter("store", help="store root: a folder or s3://bucket/prefix", default=".loopml")
+class MonitorFlow(LoopmlFlow):
     start_date = Parameter("start", help="first date of the window, YYYY-MM-DD (default: end - 30 days)", default="")
     end_date = Parameter("end", help="last date of the window, inclusive (default: yesterday, UTC)", default="")
     as_of = Parameter("as-of", help="the run's notion of 'now' (ISO time) when replaying history", default="")
@@ -21,9 +20,8 @@ class MonitorFlow(FlowSpec):
         from datetime import timedelta
 
         from loopml.scoring import parse_date, yesterday
-        from loopml.spec import load_spec
 
-        self.spec = load_spec(self.spec_path)
+        self.spec = self.load_spec()
         self.last = parse_date(self.end_date, "--end") if self.end_date else yesterday()
         self.first = parse_date(self.start_date, "--start") if self.start_date else self.last - timedelta(days=30)
         self.next(self.monitor)

@@ -3,13 +3,12 @@
 Scheduled daily on Step Functions or Argo (``@schedule``); with no dates it scores yesterday (UTC).
 """
 
-from metaflow import FlowSpec, Parameter, schedule, step
+from flowbase import LoopmlFlow
+from metaflow import Parameter, schedule, step
 
 
 @schedule(daily=True)
-class ScoreFlow(FlowSpec):
-    spec_path = Parameter("spec", help="path to project.yaml", required=True)
-    store = Parameter("store", help="store root: a folder or s3://bucket/prefix", default=".loopml")
+class ScoreFlow(LoopmlFlow):
     start_date = Parameter("start", help="first date to score, YYYY-MM-DD (default: yesterday, UTC)", default="")
     end_date = Parameter("end", help="last date to score, inclusive (default: the start date)", default="")
     data = Parameter("data", help="override the spec's data.new URI", default="")
@@ -17,9 +16,8 @@ class ScoreFlow(FlowSpec):
     @step
     def start(self):
         from loopml.scoring import parse_date, yesterday
-        from loopml.spec import load_spec
 
-        self.spec = load_spec(self.spec_path)
+        self.spec = self.load_spec()
         self.first = parse_date(self.start_date, "--start") if self.start_date else yesterday()
         self.last = parse_date(self.end_date, "--end") if self.end_date else self.first
         self.next(self.score)

@@ -4,12 +4,11 @@ Thin on purpose: every step calls one function of ``loopml``. Runs locally, or u
 ``--with batch`` / ``--with kubernetes``.
 """
 
-from metaflow import FlowSpec, Parameter, card, current, step
+from flowbase import LoopmlFlow
+from metaflow import Parameter, card, current, step
 
 
-class TrainFlow(FlowSpec):
-    spec_path = Parameter("spec", help="path to project.yaml", required=True)
-    store = Parameter("store", help="store root: a folder or s3://bucket/prefix", default=".loopml")
+class TrainFlow(LoopmlFlow):
     data_uri_param = Parameter("data", help="override the spec's data.train URI (e.g. a retraining window)", default="")
     until = Parameter("until", help="train on data up to this timestamp (retraining on a newer window)", default="")
     mode = Parameter("mode", help="'promote': champion if it passes the gates; 'challenger': never promote here",
@@ -18,11 +17,10 @@ class TrainFlow(FlowSpec):
     @step
     def start(self):
         from loopml.modeling.train import load_training_data, make_splits
-        from loopml.spec import load_spec
 
         if self.mode not in ("promote", "challenger"):
             raise ValueError(f"--mode must be 'promote' or 'challenger', got {self.mode!r}")
-        self.spec = load_spec(self.spec_path)
+        self.spec = self.load_spec()
         data = load_training_data(self.spec, uri=self.data_uri_param or None, until=self.until or None)
         self.data_uri, self.data_fingerprint, self.data_window = data.uri, data.fingerprint, data.window
         self.data_rows = len(data.frame)

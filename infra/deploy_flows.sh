@@ -13,7 +13,8 @@
 #   print            print every command above without running it
 #
 # Environment:
-#   LOOPML_SPEC    project.yaml as the remote task sees it (required; e.g. a path inside the code package)
+#   LOOPML_SPEC    project.yaml on this machine (required); the flows take it as a Metaflow IncludeFile, so its
+#                  text is uploaded with the run or deployment (its data URIs must be s3:// for remote tasks)
 #   LOOPML_STORE   s3://bucket/prefix (required; the StoreUri output of the SAM stack)
 #   LOOPML_IMAGE   container image with loopml's requirements (optional; else Metaflow's default image)
 #   LOOPML_SNS_TOPIC_ARN  alert topic for MonitorFlow (optional; the AlertTopicArn output of the SAM stack)
@@ -76,9 +77,10 @@ sfn_create() {
   run "$PY" flows/score_flow.py --with retry --with "$BATCH" step-functions create
   run "$PY" flows/monitor_flow.py --with retry --with "$BATCH" "${MONITOR_WITH[@]}" step-functions create
 }
+# a deployed flow already holds its spec (IncludeFile, uploaded at create time) and store: trigger as deployed
 sfn_trigger() {
-  run "$PY" flows/score_flow.py step-functions trigger "${PARAMS[@]}"
-  run "$PY" flows/monitor_flow.py step-functions trigger "${PARAMS[@]}"
+  run "$PY" flows/score_flow.py step-functions trigger
+  run "$PY" flows/monitor_flow.py step-functions trigger
 }
 argo_create() {
   export LOOPML_SPEC="$SPEC" LOOPML_STORE="$STORE"
@@ -86,8 +88,8 @@ argo_create() {
   run "$PY" flows/monitor_flow.py --with retry --with "$K8S" "${MONITOR_WITH[@]}" argo-workflows create
 }
 argo_trigger() {
-  run "$PY" flows/score_flow.py argo-workflows trigger "${PARAMS[@]}"
-  run "$PY" flows/monitor_flow.py argo-workflows trigger "${PARAMS[@]}"
+  run "$PY" flows/score_flow.py argo-workflows trigger
+  run "$PY" flows/monitor_flow.py argo-workflows trigger
 }
 
 case "$CMD" in

@@ -28,6 +28,8 @@ def run_flow(name: str, show_output: bool = True, **params: Any) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"flow file {path} not found (is loopml installed from its source tree?)")
     clean = {k: str(v) for k, v in params.items() if v is not None and v != ""}
+    if "spec" in clean and "spec_dir" not in clean:  # relative data paths resolve against the spec's folder
+        clean["spec_dir"] = str(Path(clean["spec"]).resolve().parent)
     with Runner(str(path), show_output=show_output, quiet=True).run(**clean) as running:
         if running.status != "successful":
             # a task's traceback is in the run's stdout (Metaflow prefixes it with the task), the summary in stderr

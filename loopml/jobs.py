@@ -23,7 +23,7 @@ from loopml.scoring import predict_frame, read_predictions
 from loopml.serving import load_predictor
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
-from loopml.storage.layout import ALERTS, DECISIONS, FEEDBACK, MONITORING, event_key
+from loopml.storage.layout import ALERTS, DECISIONS, FEEDBACK, MONITORING, PREDICTION_LOG, event_key
 
 LATEST = f"{MONITORING}/latest.json"
 
@@ -65,6 +65,47 @@ def model_as_of(meta: dict[str, Any]) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def read_prediction_log(store: Store, spec: ProblemSpec, start: date | None, end: date | None) -> pd.DataFrame:
+    """The API's logged predictions in the window, shaped like batch predictions so that live traffic
+    is monitored with the same NannyML run (the log's id and time stand in for the spec's columns)."""
+    days = sorted({k.split("/")[1].removeprefix("date=") for k in store.list(PREDICTION_LOG + "/")})
+    days = [d for d in days if (start is None or d >= start.isoformat()) and (end is None or d <= end.isoformat())]
+    rows = []
+    for day in days:
+        for key in store.list(f"{PREDICTION_LOG}/date={day}/"):
+            for line in store.get(key).splitlines():
+                r = json.loads(line)
+                row = {**r["features"], "y_pred": r["prediction"], "model_version": r["version"]}
+                probs = r.get("probabilities") or {}
+                if len(probs) == 2:
+                    row["y_pred_proba"] = list(probs.values())[-1]  # keys are in class order: last = positive
+                else:
+                    row.update({f"y_pred_proba_{c}": p for c, p in probs.items()})
+                if spec.id:
+                    row[spec.id] = r["id"]
+                if spec.timestamp:
+                    row[spec.timestamp] = r["time"]
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    for col in spec.categorical:  # JSON may carry true/1 where the training data had "True"/"1"
+        frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    for col in spec.numeric:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if spec.timestamp:
+        frame[spec.timestamp] = pd.to_datetime(frame[spec.timestamp], utc=True).dt.tz_localize(None)
+    return frame
+
+
+def analysis_window(store: Store, spec: ProblemSpec, start: date | None, end: date | None,
+                    labels_uri: str | None = None) -> pd.DataFrame:
+    """Batch predictions and the API's logged predictions in the window, with late labels joined."""
+    frames = [f for f in (read_predictions(store, start, end), read_prediction_log(store, spec, start, end)) if not f.empty]
+    scored = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return attach_labels(scored, load_labels(store, spec, labels_uri), spec)
+
+
 @dataclass
 class MonitoringRun:
     run_id: str
@@ -83,7 +124,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     registry = Registry(store)
     champion = registry.resolve()
     reference = registry.reference(champion)
-    analysis = attach_labels(read_predictions(store, start, end), load_labels(store, spec, labels_uri), spec)
+    analysis = analysis_window(store, spec, start, end, labels_uri)
     if not analysis.empty and "model_version" in analysis.columns:
         # only rows the champion scored: a rollback or promotion mid-window would mix models
         analysis = analysis[analysis["model_version"] == champion.number].reset_index(drop=True)

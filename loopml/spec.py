@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["ProblemSpec", "SpecError", "load_spec", "parse_spec", "METRICS"]
+__all__ = ["ProblemSpec", "SpecError", "load_spec", "parse_spec", "spec_from_text", "METRICS"]
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -187,18 +187,25 @@ def parse_spec(raw: Any, source: str = "project.yaml") -> ProblemSpec:
         raise SpecError(f"{source}: {_explain(err)}") from None
 
 
+def spec_from_text(text: str, base_dir: str | Path, source: str = "project.yaml") -> ProblemSpec:
+    """Parse and validate a spec's YAML text; relative data paths resolve against ``base_dir``."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{source}: not valid YAML: {err}") from None
+    spec = parse_spec(raw, source)
+    data = spec.data.model_dump()
+    for key, uri in data.items():
+        if uri and "://" not in uri and not Path(uri).is_absolute():
+            data[key] = str((Path(base_dir) / uri).resolve())
+    return spec.model_copy(update={"data": DataSources(**data)})
+
+
 def load_spec(path: str | Path) -> ProblemSpec:
     """Read and validate a project.yaml. Relative data paths resolve against the file's folder."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
+        text = p.read_text()
+    except (FileNotFoundError, IsADirectoryError):
         raise SpecError(f"{p}: no such file") from None
-    except yaml.YAMLError as err:
-        raise SpecError(f"{p}: not valid YAML: {err}") from None
-    spec = parse_spec(raw, str(p))
-    data = spec.data.model_dump()
-    for key, uri in data.items():
-        if uri and "://" not in uri and not Path(uri).is_absolute():
-            data[key] = str((p.parent / uri).resolve())
-    return spec.model_copy(update={"data": DataSources(**data)})
+    return spec_from_text(text, p.parent, str(p))

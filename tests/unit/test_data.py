@@ -160,3 +160,16 @@ def test_preprocessor_ignores_unseen_categories(frame, spec):
     out = pre.transform(unseen)
     assert out.shape == (1, pre.transform(X.head(1)).shape[1])
     assert np.isfinite(out).all()
+
+
+def test_fingerprint_ignores_which_reader_made_the_frame():
+    """numpy dtypes (pandas) and nullable ones (awswrangler) for the same content: one data version."""
+    import pandas as pd
+
+    from loopml.data import fingerprint
+
+    plain = pd.DataFrame({"n": [1, 2, 3], "x": [0.5, None, 2.0], "b": [True, False, True], "s": ["a", None, "c"],
+                          "t": pd.to_datetime(["2019-01-01", "2019-01-02", None])})
+    nullable = plain.astype({"n": "Int64", "x": "Float64", "b": "boolean", "s": "string"})
+    assert fingerprint(plain) == fingerprint(nullable)
+    assert fingerprint(plain) != fingerprint(plain.assign(n=[1, 2, 4]))
