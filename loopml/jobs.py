@@ -191,8 +191,12 @@ def challenge(store: Store, spec: ProblemSpec, challenger: int, start: date | No
     champ = registry.resolve()
     chall = registry.get(challenger)
     data = labelled_window(store, spec, start, end)
+    held_out = (chall.meta.get("data") or {}).get("test_from")
+    if spec.timestamp and held_out and not data.empty:
+        # only rows the challenger never trained on: its training window includes recent labelled rows
+        data = data[data[spec.timestamp] >= pd.Timestamp(held_out)].reset_index(drop=True)
     outcome: dict[str, Any] = {"champion": champ.number, "challenger": challenger, "rows": len(data),
-                               "metric": spec.metric.name}
+                               "metric": spec.metric.name, "compared_from": held_out}
     if len(data) < 50:
         outcome.update(promoted=False, why=f"only {len(data)} labelled recent rows: too few to compare")
     else:
@@ -201,17 +205,20 @@ def challenge(store: Store, spec: ProblemSpec, challenger: int, start: date | No
             pred, proba = predict_frame(predictor, data, spec)
             classes = list(predictor.schema.classes) if predictor.schema.classes else None
             outcome[role] = score(spec.metric.name, data[spec.target].to_numpy(), pred, proba, classes)
-        better = (outcome["challenger_score"] > outcome["champion_score"]) == spec.metric.higher_is_better \
-            and outcome["challenger_score"] != outcome["champion_score"]
+        gain = outcome["challenger_score"] - outcome["champion_score"]
+        gain = gain if spec.metric.higher_is_better else -gain
+        outcome["gain"] = gain
+        better = gain > spec.retraining.min_improvement
         gates = chall.meta.get("gates", {})
         if not gates.get("passes", False):
             outcome.update(promoted=False, why="challenger fails its own gates: " + "; ".join(gates.get("reasons", [])))
         elif not better:
             outcome.update(promoted=False, why=(f"challenger {spec.metric.name} {outcome['challenger_score']:.4f} does not beat "
-                                                f"champion {outcome['champion_score']:.4f} on {len(data)} recent labelled rows"))
+                                                f"champion {outcome['champion_score']:.4f} by more than {spec.retraining.min_improvement:g} "
+                                                f"on {len(data)} recent labelled rows it did not train on"))
         else:
             outcome.update(promoted=True, why=(f"challenger {spec.metric.name} {outcome['challenger_score']:.4f} beats champion "
-                                               f"{outcome['champion_score']:.4f} on {len(data)} recent labelled rows and passes its gates"))
+                                               f"{outcome['champion_score']:.4f} on {len(data)} recent labelled rows it did not train on, and passes its gates"))
     if outcome["promoted"]:
         registry.promote(challenger, why=outcome["why"])
     else:

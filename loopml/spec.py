@@ -111,6 +111,7 @@ class Retraining(_Strict):
     max_age_days: float | None = Field(default=None, gt=0)
     consecutive_chunks: int = Field(default=2, ge=1)
     window_days: int | None = Field(default=None, gt=0, description="train on the last N days of data")
+    min_improvement: float = Field(default=0.0, ge=0, description="a challenger must beat the champion by this much")
 
 
 class ProblemSpec(_Strict):

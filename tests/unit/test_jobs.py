@@ -41,3 +41,51 @@ def test_feedback_labels_join_the_logged_predictions():
     assert load_labels(store, SPEC).to_dict("records") == [{"id": "p-20260102-a", "label": 1.0}]
     frame = analysis_window(store, SPEC, None, None)
     assert frame["y"].tolist() == [1.0]
+
+
+def _scored_store(trained, spec):
+    """A store with a champion (v1) and every new row scored by it; labels come from the spec's file."""
+    from datetime import date
+
+    from loopml.scoring import score_range
+
+    store = MemoryStore()
+    trained.register(store)
+    score_range(store, spec, date(2018, 10, 1), date(2019, 12, 31))
+    return store
+
+
+def test_challenger_is_judged_on_rows_it_did_not_train_on(trained, linear_trained, spec):
+    from loopml.jobs import challenge
+    from loopml.registry import CHALLENGER, Registry
+
+    store = _scored_store(trained, spec)
+    registry = Registry(store)
+    v2 = linear_trained.register(store, promote=False)
+    meta = {k: v for k, v in registry.get(v2).meta.items() if k not in ("version", "created_at", "artifacts", "reference")}
+    meta["data"] = {**meta["data"], "test_from": "2019-05-01"}  # pretend it trained on everything before May
+    v3 = registry.register({"model.onnx": registry.artifact(registry.get(v2), "model.onnx")}, meta).number
+
+    outcomes = []
+    for number in (v2, v3):
+        outcome = challenge(store, spec, number, None, None)
+        assert outcome["promoted"] == (outcome["gain"] > 0), outcome  # both pass their gates
+        entry = registry.ledger()[-1]
+        assert entry["to"] == number and entry["why"] == outcome["why"]
+        assert entry["alias"] == ("champion" if outcome["promoted"] else CHALLENGER)
+        outcomes.append(outcome)
+    everything, held_out = outcomes
+    assert 0 < held_out["rows"] < everything["rows"]
+    assert everything["compared_from"] < "2019" and held_out["compared_from"] == "2019-05-01"
+
+
+def test_challenger_must_beat_the_champion_by_the_spec_margin(trained, spec):
+    from loopml.jobs import challenge
+    from loopml.registry import CHALLENGER, Registry
+
+    store = _scored_store(trained, spec)
+    strict = spec.model_copy(update={"retraining": spec.retraining.model_copy(update={"min_improvement": 1.0})})
+    v2 = trained.register(store, promote=False)
+    outcome = challenge(store, strict, v2, None, None)
+    assert outcome["promoted"] is False and "by more than 1" in outcome["why"]
+    assert Registry(store).alias(CHALLENGER) == v2 and Registry(store).alias() == 1
