@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import joblib
