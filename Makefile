@@ -29,11 +29,12 @@ demo: setup
 	rm -rf demo-output
 	$(VENV)/bin/loopml demo --workdir demo-output
 
-# the whole suite: unit, integration (Metaflow flows against a moto S3 server), e2e, then the
-# deployment checks that run without Docker (sam validate --lint, sam build, package size)
+# the deployment checks that run without Docker (sam validate --lint, sam build, package size,
+# package smoke test), then the whole suite: unit, integration (Metaflow flows against a moto S3
+# server), e2e. pytest runs last so that its summary closes the output.
 test: setup
-	$(VPY) -m pytest -q
 	bash .ci/sam_check.sh
+	$(VPY) -m pytest -q
 
 test-fast: setup
 	$(VPY) -m pytest -q tests/unit
