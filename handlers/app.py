@@ -93,10 +93,13 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         if not hmac.compare_digest(digest, settings.api_key_sha256.lower()):
             raise _problem(403, "invalid API key")
 
-    async def champion() -> LoadedModel:
+    async def current() -> LoadedModel | None:
         server = deps.server
         # the alias is re-read (store I/O, maybe a model load) only every ttl seconds: off the event loop
-        model = server.current() if server.fresh() else await run_in_threadpool(server.current)
+        return server.current() if server.fresh() else await run_in_threadpool(server.current)
+
+    async def champion() -> LoadedModel:
+        model = await current()
         if model is None:
             raise _problem(503, deps.server.last_error or "no champion model is available")
         return model
@@ -106,7 +109,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        model = deps.server.current()
+        model = await current()
         return {"status": "ok", "model_version": model.version if model else None,
                 "problem": None if model else deps.server.last_error}
 
@@ -132,7 +135,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             Prediction(id=i, prediction=p, probabilities=pr) for i, p, pr in zip(ids, out.predictions, probs, strict=True)])
 
     @app.post("/feedback", response_model=FeedbackResponse)
-    async def feedback(body: FeedbackRequest, _: Authorized) -> FeedbackResponse:
+    def feedback(body: FeedbackRequest, _: Authorized) -> FeedbackResponse:  # store I/O: FastAPI runs it in a thread
         result = record_feedback(deps.store, deps.log, [item.model_dump() for item in body.labels])
         return FeedbackResponse(**result)
 
