@@ -24,6 +24,8 @@ def validate(df: pd.DataFrame, spec: ProblemSpec, *, require_target: bool = True
         required.append(spec.target)
     if spec.timestamp:
         required.append(spec.timestamp)
+    if spec.id:
+        required.append(spec.id)
     missing = [c for c in required if c not in df.columns]
     if missing:
         problems.append(f"missing columns {missing}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loopml.modeling.export import PARITY_TOLERANCE
@@ -188,3 +189,54 @@ def test_evaluation_reports_metrics_and_importance(trained):
     assert {r["feature"] for r in ev.importance} == set(trained.spec.feature_names)
     means = [r["mean"] for r in ev.importance]
     assert means == sorted(means, reverse=True) and means[0] > 0
+
+
+def _nannyml_task(task: str, tmp_path):
+    """NannyML's shipped regression or multiclass set, cut to 2000 training rows, with a spec for it."""
+    import nannyml
+
+    from loopml.spec import parse_spec
+
+    nannyml.disable_usage_logging()
+    if task == "regression":
+        train, _, _ = nannyml.load_synthetic_car_price_dataset()
+        metric = {"name": "mae", "threshold": 5000}
+    else:
+        train, _, _ = nannyml.load_synthetic_multiclass_classification_dataset()
+        metric = {"name": "roc_auc", "threshold": 0.6}
+    train = train.drop(columns=[c for c in train.columns if c.startswith("y_pred")]).iloc[::10].head(2000)
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    feats = [c for c in train.columns if c not in ("y_true", "timestamp", "id")]
+    kinds = {c: "numeric" if pd.api.types.is_numeric_dtype(train[c]) and train[c].dtype != bool else "categorical"
+             for c in feats}
+    spec = parse_spec({"name": task, "task": task, "target": "y_true", "timestamp": "timestamp", "id": "id",
+                       "features": [{"name": c, "type": k} for c, k in kinds.items()], "metric": metric,
+                       "data": {"train": str(tmp_path / "train.parquet")},
+                       "candidates": [{"family": "linear", "n_iter": 1}, {"family": "gradient_boosting", "n_iter": 1}]})
+    return spec, train, feats
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_regression_and_multiclass_train_export_and_serve(task, tmp_path):
+    from loopml.modeling.train import train_in_process
+    from loopml.registry import Registry
+    from loopml.serving import load_predictor
+    from loopml.storage import MemoryStore
+
+    spec, train, feats = _nannyml_task(task, tmp_path)
+    registry = Registry(MemoryStore())
+    number, decision = train_in_process(spec, registry)
+    version = registry.get(number)
+    assert decision["promoted"] and version.has_onnx and version.meta["onnx"]["parity_max_abs_diff"] < 1e-4
+    out = load_predictor(registry, version).predict([{c: train.iloc[0][c].item() if hasattr(train.iloc[0][c], "item")
+                                                      else train.iloc[0][c] for c in feats}])
+    if task == "regression":
+        assert out.probabilities is None and isinstance(out.predictions[0], float)
+        assert set(version.meta["metrics"]) == {"mae", "rmse", "r2"}
+    else:
+        classes = version.meta["schema"]["classes"]
+        assert len(classes) == 3 and out.predictions[0] in classes
+        assert set(out.probabilities[0]) == set(classes) and abs(sum(out.probabilities[0].values()) - 1) < 1e-5
+    reference = registry.reference(version)
+    proba_cols = [c for c in reference.columns if c.startswith("y_pred_proba")]
+    assert len(proba_cols) == (0 if task == "regression" else 3)
