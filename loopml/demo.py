@@ -100,7 +100,8 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
     store_uri = str(work / "store")
     if Path(store_uri).exists() and any(Path(store_uri).iterdir()):
         raise ValueError(f"{store_uri} already holds a store; the demo starts fresh: pass another --workdir or remove it")
-    os.chdir(work)  # Metaflow keeps its local datastore (.metaflow) beside the demo's files
+    os.chdir(work)  # Metaflow keeps its local datastore (.metaflow) beside the demo's files,
+    os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", str(work))  # even when a parent folder has one
     spec_path = write_project(work)
     spec = load_spec(spec_path)
     echo(f"1. scoped: {spec_path} ({spec.task}, target {spec.target}, {len(spec.features)} features, success {spec.metric})")
