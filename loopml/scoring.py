@@ -8,6 +8,7 @@ duplicates rows, and a killed run leaves no partial partition behind.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -106,30 +107,37 @@ def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: st
     version = version or registry.resolve()
     predictor = load_predictor(registry, version)
     lo, hi = pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1)
-    by_date: dict[str, list[pd.DataFrame]] = {}
+    classes = list(predictor.schema.classes or []) or None
     seen = 0
-    for i, batch in enumerate(iter_frames(uri, batch_rows)):
-        batch = validate(batch, spec, require_target=False, source=f"{uri} (batch {i})")
-        ts = batch[spec.timestamp]
-        batch = batch[(ts >= lo) & (ts < hi)]
-        seen += len(batch)
-        if batch.empty:
-            continue
-        pred, proba = predict_frame(predictor, batch, spec)
-        scored = with_predictions(batch, spec, pred, proba, list(predictor.schema.classes or []) or None)
-        scored["model_version"] = version.number
-        for day, part in scored.groupby(scored[spec.timestamp].dt.date.astype(str)):
-            by_date.setdefault(day, []).append(part)
-        (progress or log.info)(f"batch {i}: {seen} rows in range scored so far, {len(by_date)} dates")
-    written: dict[str, int] = {}
-    scored_at = datetime.now(UTC).isoformat()
-    for day in sorted(by_date):
-        frame = pd.concat(by_date.pop(day), ignore_index=True)
-        frame["scored_at"] = scored_at
-        if spec.id:
-            frame[spec.id] = frame[spec.id].astype(str)
-        store.write_parquet(partition_key(PREDICTIONS, day), frame)
-        written[day] = len(frame)
+    # Pass 1 scores batch by batch and spills each date's rows to local scratch files; pass 2 writes
+    # one partition per date. Memory holds one batch or one date, never the whole range, and nothing
+    # reaches the store until every batch has been read and validated.
+    with tempfile.TemporaryDirectory(prefix="loopml-score-") as scratch:
+        spilled: dict[str, list[Path]] = {}
+        for i, batch in enumerate(iter_frames(uri, batch_rows)):
+            batch = validate(batch, spec, require_target=False, source=f"{uri} (batch {i})")
+            ts = batch[spec.timestamp]
+            batch = batch[(ts >= lo) & (ts < hi)]
+            seen += len(batch)
+            if batch.empty:
+                continue
+            pred, proba = predict_frame(predictor, batch, spec)
+            scored = with_predictions(batch, spec, pred, proba, classes)
+            scored["model_version"] = version.number
+            for day, part in scored.groupby(scored[spec.timestamp].dt.date.astype(str)):
+                path = Path(scratch) / f"{day}-{i:06d}.parquet"
+                part.to_parquet(path, index=False)
+                spilled.setdefault(day, []).append(path)
+            (progress or log.info)(f"batch {i}: {seen} rows in range scored so far, {len(spilled)} dates")
+        written: dict[str, int] = {}
+        scored_at = datetime.now(UTC).isoformat()
+        for day in sorted(spilled):
+            frame = pd.concat([pd.read_parquet(p) for p in spilled[day]], ignore_index=True)
+            frame["scored_at"] = scored_at
+            if spec.id:
+                frame[spec.id] = frame[spec.id].astype(str)
+            store.write_parquet(partition_key(PREDICTIONS, day), frame)
+            written[day] = len(frame)
     return ScoreResult(version.number, written)
 
 
