@@ -11,7 +11,8 @@ from metaflow import Parameter, card, current, step
 class TrainFlow(LoopmlFlow):
     data_uri_param = Parameter("data", help="override the spec's data.train URI (e.g. a retraining window)", default="")
     until = Parameter("until", help="train on data up to this timestamp (retraining on a newer window)", default="")
-    mode = Parameter("mode", help="'promote': champion if it passes the gates; 'challenger': never promote here",
+    mode = Parameter("mode", help="'promote': champion if it passes the gates; 'challenger': promoted only if it "
+                     "also beats the champion on recent labelled rows it held out",
                      default="promote")
 
     @step
@@ -67,13 +68,20 @@ class TrainFlow(LoopmlFlow):
 
     @step
     def end(self):
+        from loopml.jobs import challenge
         from loopml.modeling.train import register_version
         from loopml.registry import Registry
         from loopml.storage import from_uri
 
+        store = from_uri(self.store)
         self.version, self.decision = register_version(
-            Registry(from_uri(self.store)), self.spec, self.data, self.winner, self.selection, self.evaluation,
+            Registry(store), self.spec, self.data, self.winner, self.selection, self.evaluation,
             self.classes, current.pathspec, promote=self.mode == "promote")
+        # a challenger meets the champion on recent labelled rows it held out; the ledger says why
+        self.challenge = challenge(store, self.spec, self.version, None, None) if self.mode == "challenger" else None
+        if self.challenge:
+            print(f"challenger v{self.version}: {'promoted' if self.challenge['promoted'] else 'not promoted'}: "
+                  f"{self.challenge['why']}")
 
 
 if __name__ == "__main__":

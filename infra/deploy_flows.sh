@@ -6,7 +6,8 @@
 #
 #   train-batch      python flows/train_flow.py run --with batch       (one training run on AWS Batch)
 #   train-k8s        python flows/train_flow.py run --with kubernetes  (one training run on Kubernetes)
-#   sfn-create       ScoreFlow + MonitorFlow as Step Functions state machines (their @schedule applies)
+#   sfn-create       TrainFlow, ScoreFlow, MonitorFlow as Step Functions state machines (the @schedule of
+#                    ScoreFlow/MonitorFlow applies; MonitorFlow starts TrainFlow when it decides to retrain)
 #   sfn-trigger      start ScoreFlow then MonitorFlow now, on Step Functions
 #   argo-create      ScoreFlow + MonitorFlow as Argo WorkflowTemplates + CronWorkflows
 #   argo-trigger     start ScoreFlow then MonitorFlow now, on Argo
@@ -73,7 +74,9 @@ train_k8s()   { run "$PY" flows/train_flow.py run --with retry --with "$K8S" "${
 # Deployed flows take their parameter defaults at create time: the flows read LOOPML_SPEC/LOOPML_STORE
 # for their defaults, so export them to the deploying process.
 sfn_create() {
-  export LOOPML_SPEC="$SPEC" LOOPML_STORE="$STORE"
+  # MonitorFlow starts the deployed TrainFlow (challenger mode) when its decision is to retrain
+  export LOOPML_SPEC="$SPEC" LOOPML_STORE="$STORE" LOOPML_RETRAIN_ON=step-functions
+  run "$PY" flows/train_flow.py --with retry --with "$BATCH" step-functions create
   run "$PY" flows/score_flow.py --with retry --with "$BATCH" step-functions create
   run "$PY" flows/monitor_flow.py --with retry --with "$BATCH" "${MONITOR_WITH[@]}" step-functions create
 }

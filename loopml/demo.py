@@ -22,7 +22,7 @@ import yaml
 
 from loopml.demo_data import car_loan_frames, car_loan_spec
 from loopml.flowrun import run_flow
-from loopml.jobs import challenge, retraining_data
+from loopml.jobs import retraining_data
 from loopml.registry import Registry
 from loopml.spec import load_spec
 from loopml.storage import from_uri
@@ -169,7 +169,7 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
         store = from_uri(store_uri)
         data_uri = retraining_data(store, spec, until=__import__("datetime").date.fromisoformat(last))
         t = run_flow("train_flow", show_output=False, spec=spec_path, store=store_uri, mode="challenger", data=data_uri)
-        outcome = challenge(store, spec, t.data.version, None, None)
+        outcome = t.data.challenge  # TrainFlow in challenger mode meets the champion itself
         echo(f"6. retrained v{t.data.version} on the newer window ({data_uri}); on {outcome['rows']} recent labelled rows "
              f"champion {outcome.get('champion_score', float('nan')):.4f} vs challenger {outcome.get('challenger_score', float('nan')):.4f}: "
              f"{'promoted' if outcome['promoted'] else 'kept as challenger'}")

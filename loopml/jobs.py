@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -119,7 +120,10 @@ class MonitoringRun:
 
 def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: date | None, *,
                    now: datetime | None = None, topic_arn: str | None = None, sns_client: Any = None,
-                   labels_uri: str | None = None) -> MonitoringRun:
+                   labels_uri: str | None = None,
+                   on_retrain: Callable[[date], dict[str, Any]] | None = None) -> MonitoringRun:
+    """One monitoring run over [start, end]. ``on_retrain(end)`` starts retraining when the decision says
+    so (e.g. :func:`start_step_functions_retraining`); what it returns is kept in the decision record."""
     now = now or datetime.now(UTC)
     registry = Registry(store)
     champion = registry.resolve()
@@ -155,6 +159,8 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
         publish_alerts(alerts, topic_arn, sns_client, model=f"{spec.name} v{champion.number}")
     decision_record = {**decision.to_dict(), "run_id": run_id, "version": champion.number, "at": now.isoformat(),
                        "window": window}
+    if decision.retrain and on_retrain is not None:
+        decision_record["retraining"] = on_retrain(end or now.date())
     store.put_new(event_key(DECISIONS, now), json.dumps(decision_record, default=str).encode())
     store.put_json(LATEST, {"run_id": run_id, "at": now.isoformat()})
     return MonitoringRun(run_id, champion.number, results, alert_dicts, decision_record,
@@ -188,8 +194,14 @@ def challenge(store: Store, spec: ProblemSpec, challenger: int, start: date | No
     """Score champion and challenger on the same recent labelled rows; promote the challenger only if it
     passes its own gates and beats the champion on the spec's metric. The ledger records why."""
     registry = Registry(store)
-    champ = registry.resolve()
     chall = registry.get(challenger)
+    if registry.alias() is None:  # nothing to beat: the gates alone decide
+        passes = chall.meta.get("gates", {}).get("passes", False)
+        why = "no champion yet; the challenger passes its gates" if passes else "no champion, and the challenger fails its gates"
+        if passes:
+            registry.promote(challenger, why=why)
+        return {"champion": None, "challenger": challenger, "rows": 0, "promoted": passes, "why": why}
+    champ = registry.resolve()
     data = labelled_window(store, spec, start, end)
     held_out = (chall.meta.get("data") or {}).get("test_from")
     if spec.timestamp and held_out and not data.empty:
@@ -224,3 +236,24 @@ def challenge(store: Store, spec: ProblemSpec, challenger: int, start: date | No
     else:
         registry.set_alias(CHALLENGER, challenger, why=outcome["why"], action="challenger")
     return outcome
+
+
+def start_step_functions_retraining(store: Store, spec: ProblemSpec, until: date, *, sfn_client: Any = None,
+                                    state_machine: str = "TrainFlow") -> dict[str, Any]:
+    """On AWS: write the newer window's data to the store and start the deployed TrainFlow (Step
+    Functions) as a challenger run on it, the way ``step-functions trigger`` does. TrainFlow then
+    registers the challenger and applies the gate itself."""
+    data_uri = retraining_data(store, spec, until)
+    if sfn_client is None:
+        import boto3
+
+        sfn_client = boto3.client("stepfunctions")
+    machines = (m for page in sfn_client.get_paginator("list_state_machines").paginate() for m in page["stateMachines"])
+    arn = next((m["stateMachineArn"] for m in machines if m["name"] == state_machine), None)
+    if arn is None:
+        return {"engine": "step-functions", "started": False, "data": data_uri,
+                "why": f"no state machine named {state_machine}: deploy it with `flows/train_flow.py step-functions create`"}
+    params = {"mode": "challenger", "data": data_uri, "until": f"{until.isoformat()}T23:59:59"}
+    execution = sfn_client.start_execution(stateMachineArn=arn, input=json.dumps({"Parameters": json.dumps(params)}))
+    return {"engine": "step-functions", "started": True, "execution": execution["executionArn"], "data": data_uri,
+            "parameters": params}

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from loopml.flowrun import run_flow
-from loopml.jobs import challenge, retraining_data
+from loopml.jobs import retraining_data
 from loopml.spec import ProblemSpec
 from loopml.storage import from_uri
 
@@ -36,7 +36,7 @@ def replay(spec: ProblemSpec, spec_path: str, store_uri: str, start: date, end: 
             data_uri = retraining_data(store, spec, until=last)
             t = run_flow("train_flow", show_output, spec=spec_path, store=store_uri, mode="challenger", data=data_uri,
                          until=as_of.replace(tzinfo=None).isoformat())
-            outcome = challenge(store, spec, t.data.version, first_window, last)
+            outcome = t.data.challenge  # TrainFlow in challenger mode applies the gate itself
             yield (f"  retrained v{t.data.version} on {data_uri}: "
                    f"{'promoted' if outcome['promoted'] else 'kept as challenger'}: {outcome['why']}")
         day = last + timedelta(days=1)

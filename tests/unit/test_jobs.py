@@ -89,3 +89,26 @@ def test_challenger_must_beat_the_champion_by_the_spec_margin(trained, spec):
     outcome = challenge(store, strict, v2, None, None)
     assert outcome["promoted"] is False and "by more than 1" in outcome["why"]
     assert Registry(store).alias(CHALLENGER) == v2 and Registry(store).alias() == 1
+
+
+def test_retraining_on_aws_starts_the_deployed_trainflow(trained, spec, aws_env):
+    """The decision to retrain starts TrainFlow's state machine as a challenger run on the newer window."""
+    import boto3
+    from moto import mock_aws
+
+    from loopml.jobs import start_step_functions_retraining
+
+    store = _scored_store(trained, spec)
+    with mock_aws():
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        missing = start_step_functions_retraining(store, spec, pd.Timestamp("2019-08-29").date(), sfn_client=sfn)
+        assert missing["started"] is False and "step-functions create" in missing["why"]
+        definition = json.dumps({"StartAt": "start", "States": {"start": {"Type": "Pass", "End": True}}})
+        arn = sfn.create_state_machine(name="TrainFlow", definition=definition,
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+        started = start_step_functions_retraining(store, spec, pd.Timestamp("2019-08-29").date(), sfn_client=sfn)
+        execution = sfn.describe_execution(executionArn=started["execution"])
+    assert execution["stateMachineArn"] == arn
+    params = json.loads(json.loads(execution["input"])["Parameters"])
+    assert params == {"mode": "challenger", "data": started["data"], "until": "2019-08-29T23:59:59"}
+    assert store.exists(started["data"].removeprefix(store.uri + "/"))  # the window's data is in the store
