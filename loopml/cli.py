@@ -232,9 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     from loopml.registry import RegistryError
     from loopml.spec import SpecError
 
+    from pydantic import ValidationError  # a bad LOOPML_* setting
+
     try:
         args.fn(args)
-    except (SpecError, DataError, RegistryError, FlowFailed, ValueError, FileNotFoundError) as err:
+    except (SpecError, DataError, RegistryError, FlowFailed, ValidationError, ValueError, FileNotFoundError) as err:
         sys.stderr.write(f"loopml {args.command}: {err}\n")
         return 2
     return 0

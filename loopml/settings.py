@@ -13,7 +13,8 @@ class Settings(BaseSettings):
 
     store: str = Field(default=".loopml", description="store root: a folder or s3://bucket/prefix")
     alias: str = Field(default="champion", description="the registry alias the API serves")
-    api_key_sha256: str | None = Field(default=None, description="hex SHA-256 of the API key; unset = no key")
+    api_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$",
+                                       description="hex SHA-256 of the API key; unset = no key")
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=6_000_000, ge=1024, description="Lambda's synchronous payload limit")
     model_ttl_seconds: float = Field(default=60.0, ge=0, description="how often the API re-reads the alias")

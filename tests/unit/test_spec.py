@@ -160,3 +160,14 @@ def test_load_spec_names_the_file_and_field(make_raw, tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert str(path) in str(info.value) and "features[1].type" in str(info.value)
+
+
+def test_shipped_examples_are_valid_specs():
+    from pathlib import Path
+
+    from loopml.spec import load_spec
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/project.yaml"))
+    assert examples
+    for path in examples:
+        assert load_spec(path).data.train.startswith(str(path.parent))
