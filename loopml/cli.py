@@ -227,12 +227,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from pydantic import ValidationError  # a bad LOOPML_* setting
+
     from loopml.data.validate import DataError
     from loopml.flowrun import FlowFailed
     from loopml.registry import RegistryError
     from loopml.spec import SpecError
-
-    from pydantic import ValidationError  # a bad LOOPML_* setting
 
     try:
         args.fn(args)
