@@ -214,3 +214,17 @@ def test_same_file_same_fingerprint_local_or_s3(project, s3, tmp_path):
     from_s3 = fingerprint(validate(load_frame(project["data"]["train"]), spec, source="s3"))
     from_disk = fingerprint(validate(load_frame(str(local)), spec, source="disk"))
     assert from_s3 == from_disk
+
+
+def test_experiments_are_queryable_through_metaflow(trained):
+    """`loopml runs` reads Metaflow's own metadata: the run, its data fingerprint, parameters, metrics."""
+    from loopml.inspect import compare, training_runs
+    from loopml.storage import from_uri
+
+    runs = {r["run"]: r for r in training_runs(limit=50)}
+    row = runs[trained.pathspec]
+    assert row["successful"] and row["version"] == trained.data.version
+    assert row["fingerprint"] == trained.data.data_fingerprint and len(row["fingerprint"]) == 64
+    assert row["params"] == trained.data.params and row["metrics"]["roc_auc"] == trained.data.metrics["roc_auc"]
+    side_by_side = {k: (a, b) for k, a, b in compare(from_uri(STORE), trained.data.version, trained.data.version)}
+    assert side_by_side["metaflow_run"][0].startswith(trained.pathspec)
