@@ -76,6 +76,27 @@ def test_size_cap_on_real_candidates_excludes_the_big_forest(trained, make_raw):
     assert trained.winner.family == "random_forest"
 
 
+def test_latency_budget_on_measured_candidates_picks_the_faster_one(trained):
+    """Latencies are measured on the artifacts that would be served; a budget between the two measured
+    p99s (so the outcome does not hang on this machine's speed) rules the slower, more accurate one out."""
+    spec = trained.spec
+    big_forest = Candidate(family="random_forest", n_iter=1, space={"n_estimators": [500], "max_depth": [None]})
+    train = encode(trained.splits.train, spec, trained.classes)
+    valid = encode(trained.splits.valid, spec, trained.classes)
+    schema = schema_of(spec, trained.classes)
+    forest = tune(big_forest, train, valid, spec, trained.classes, schema)
+    linear = trained.result("linear")
+    assert forest.served_as == linear.served_as == "onnx"
+    assert forest.valid_score > linear.valid_score  # the forest is the more accurate candidate...
+    assert forest.latency_p99_ms > 2 * linear.latency_p99_ms, (forest.latency_p99_ms, linear.latency_p99_ms)
+    budget = (forest.latency_p99_ms * linear.latency_p99_ms) ** 0.5
+    constrained = spec.model_copy(update={"constraints": spec.constraints.model_copy(update={"p99_latency_ms": budget})})
+    sel = select([forest.summary(), linear.summary()], constrained)
+    assert sel.table[sel.winner]["family"] == "linear"
+    assert "not eligible: random_forest (p99" in sel.reason and "ms budget" in sel.reason
+    assert sel.table[0]["excluded_because"] and not sel.table[1]["excluded_because"]
+
+
 def _gated_version(trained, raw) -> tuple[Registry, int, dict]:
     spec = parse_spec(raw)
     ev = evaluate(trained.winner, trained.splits, spec, trained.classes)
