@@ -36,7 +36,7 @@ from loopml.data.features import prepare  # noqa: E402
 from loopml.demo_data import car_loan_frames, car_loan_spec  # noqa: E402
 from loopml.modeling.train import train_in_process  # noqa: E402
 from loopml.registry import Registry  # noqa: E402
-from loopml.scoring import score_range  # noqa: E402
+from loopml.scoring import column_feeds, score_range  # noqa: E402
 from loopml.serving import load_predictor  # noqa: E402
 from loopml.spec import parse_spec  # noqa: E402
 from loopml.storage import LocalStore  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> None:
 
         X = prepare(big, spec)
         onnx = load_predictor(registry, version)
-        feeds = {n: X[n].to_numpy(np.float32 if k == "numeric" else object).reshape(-1, 1) for n, k in onnx.schema.features}
+        feeds = column_feeds(X, onnx.schema)
         t = time.perf_counter()
         onnx.raw(feeds)
         t_onnx = time.perf_counter() - t

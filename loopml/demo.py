@@ -15,12 +15,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from loopml.demo_data import car_loan_frames, car_loan_spec
+from loopml.demo_data import car_loan_spec, write_car_loan
 from loopml.flowrun import run_flow
 from loopml.jobs import retraining_data
 from loopml.registry import Registry
@@ -32,13 +34,7 @@ THRESHOLD = 0.96
 
 
 def write_project(workdir: Path) -> Path:
-    data = workdir / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    train, new, labels = car_loan_frames()
-    train.to_parquet(data / "train.parquet", index=False)
-    new.to_parquet(data / "new.parquet", index=False)
-    arrived = new.loc[new["timestamp"] < LABELS_UNTIL, ["id"]].merge(labels, on="id")
-    arrived.to_parquet(data / "labels.parquet", index=False)
+    write_car_loan(workdir / "data", labels_until=LABELS_UNTIL)
     spec_path = workdir / "project.yaml"
     spec_path.write_text(yaml.safe_dump(car_loan_spec("data", threshold=THRESHOLD), sort_keys=False))
     return spec_path
@@ -120,7 +116,7 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
     echo(f"   ONNX parity max abs diff {v.meta['onnx']['parity_max_abs_diff']:.2e}; promoted: {train.data.decision['promoted']}")
 
     key = secrets.token_urlsafe(16)
-    new_rows = car_loan_frames()[1]
+    new_rows = pd.read_parquet(spec.data.new)  # written above; the demo does not re-parse NannyML's files
     row = {f.name: new_rows.iloc[0][f.name] for f in spec.features}
     row = {k: (x.item() if hasattr(x, "item") else x) for k, x in row.items()}
     row["repaid_loan_on_prev_car"] = str(row["repaid_loan_on_prev_car"])
@@ -167,7 +163,7 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
 
     if d["retrain"]:
         store = from_uri(store_uri)
-        data_uri = retraining_data(store, spec, until=__import__("datetime").date.fromisoformat(last))
+        data_uri = retraining_data(store, spec, until=date.fromisoformat(last))
         t = run_flow("train_flow", show_output=False, spec=spec_path, store=store_uri, mode="challenger", data=data_uri)
         outcome = t.data.challenge  # TrainFlow in challenger mode meets the champion itself
         echo(f"6. retrained v{t.data.version} on the newer window ({data_uri}); on {outcome['rows']} recent labelled rows "

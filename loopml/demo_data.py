@@ -42,10 +42,14 @@ def car_loan_spec(data_dir: str, threshold: float = 0.9) -> dict[str, Any]:
     }
 
 
-def write_car_loan(data_dir: str | Path) -> dict[str, Path]:
+def write_car_loan(data_dir: str | Path, labels_until: str | None = None) -> dict[str, Path]:
+    """train/new/labels Parquet files; with ``labels_until``, labels only for new rows before that time
+    (labels arrive late)."""
     d = Path(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     train, new, labels = car_loan_frames()
+    if labels_until is not None:
+        labels = new.loc[new["timestamp"] < labels_until, ["id"]].merge(labels, on="id")
     paths = {"train": d / "train.parquet", "new": d / "new.parquet", "labels": d / "labels.parquet"}
     train.to_parquet(paths["train"], index=False)
     new.to_parquet(paths["new"], index=False)

@@ -7,7 +7,7 @@ from typing import Any
 from loopml.jobs import LATEST
 from loopml.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import ALERTS, DECISIONS, MONITORING
+from loopml.storage.layout import DECISIONS, MONITORING
 
 
 def status(store: Store) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def status(store: Store) -> dict[str, Any]:
                                   "chunks": [{k: c[k] for k in ("chunk", "estimated", "realized")} for c in results["chunks"]],
                                   "report": store.url(f"{MONITORING}/runs/{latest['run_id']}/report.html")}
         # alerts of the last run are the open ones: a later run that no longer sees a problem closes it
-        out["open_alerts"] = [a for a in (store.get_json(k) for k in store.list(ALERTS + "/")) if a["run_id"] == latest["run_id"]]
+        out["open_alerts"] = results["alerts"]
     except KeyNotFound:
         pass
     decisions = store.list(DECISIONS + "/")

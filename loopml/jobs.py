@@ -24,7 +24,7 @@ from loopml.scoring import predict_frame, read_predictions
 from loopml.serving import load_predictor
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
-from loopml.storage.layout import ALERTS, DECISIONS, FEEDBACK, MONITORING, PREDICTION_LOG, event_key
+from loopml.storage.layout import ALERTS, DECISIONS, FEEDBACK, MONITORING, PREDICTION_LOG, event_key, partition_dates
 
 LATEST = f"{MONITORING}/latest.json"
 
@@ -42,7 +42,7 @@ def load_labels(store: Store, spec: ProblemSpec, uri: str | None = None) -> pd.D
             raise ValueError(f"{uri}: labels need columns {missing}")
         frames.append(pd.DataFrame({"id": raw[spec.id].astype(str), "label": raw[spec.target]}))
     for key in store.list(FEEDBACK + "/"):
-        body = json.loads(store.get(key))
+        body = store.get_json(key)
         frames.append(pd.DataFrame([{"id": str(x["id"]), "label": x["label"]} for x in body["labels"]]))
     if not frames:
         return pd.DataFrame(columns=["id", "label"])
@@ -69,10 +69,8 @@ def model_as_of(meta: dict[str, Any]) -> datetime:
 def read_prediction_log(store: Store, spec: ProblemSpec, start: date | None, end: date | None) -> pd.DataFrame:
     """The API's logged predictions in the window, shaped like batch predictions so that live traffic
     is monitored with the same NannyML run (the log's id and time stand in for the spec's columns)."""
-    days = sorted({k.split("/")[1].removeprefix("date=") for k in store.list(PREDICTION_LOG + "/")})
-    days = [d for d in days if (start is None or d >= start.isoformat()) and (end is None or d <= end.isoformat())]
     rows = []
-    for day in days:
+    for day in partition_dates(store, PREDICTION_LOG, start, end):
         for key in store.list(f"{PREDICTION_LOG}/date={day}/"):
             for line in store.get(key).splitlines():
                 r = json.loads(line)
@@ -143,14 +141,16 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     run_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     base = f"{MONITORING}/runs/{run_id}"
     window = {"start": str(start) if start else None, "end": str(end) if end else None}
+    alert_dicts = [{**a.to_dict(), "run_id": run_id, "version": champion.number, "at": now.isoformat()} for a in alerts]
+    # the run's alerts also travel in its results, so `status` reads one object, not the whole alert log
     results = {"run_id": run_id, "at": now.isoformat(), "version": champion.number, "window": window,
-               "rows": len(analysis), **result.to_dict()}
-    html = render_report(result, spec, f"{spec.name}: monitoring {window['start']} to {window['end']}", str(champion.number))
+               "rows": len(analysis), **result.to_dict(), "alerts": alert_dicts}
+    html = render_report(result, spec, f"{spec.name}: monitoring {window['start']} to {window['end']}",
+                         str(champion.number), alerts)
     store.put(f"{base}/report.html", html.encode())
     store.put_json(f"{base}/results.json", results)
-    alert_dicts = [{**a.to_dict(), "run_id": run_id, "version": champion.number, "at": now.isoformat()} for a in alerts]
     for a in alert_dicts:
-        store.put_new(event_key(ALERTS, now), json.dumps(a, default=str).encode())
+        store.put_new_json(event_key(ALERTS, now), a)
     if alerts and topic_arn:
         if sns_client is None:
             import boto3
@@ -161,7 +161,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
                        "window": window}
     if decision.retrain and on_retrain is not None:
         decision_record["retraining"] = on_retrain(end or now.date())
-    store.put_new(event_key(DECISIONS, now), json.dumps(decision_record, default=str).encode())
+    store.put_new_json(event_key(DECISIONS, now), decision_record)
     store.put_json(LATEST, {"run_id": run_id, "at": now.isoformat()})
     return MonitoringRun(run_id, champion.number, results, alert_dicts, decision_record,
                          f"{base}/report.html", store.url(f"{base}/report.html"))

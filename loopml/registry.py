@@ -149,7 +149,7 @@ class Registry:
         """Entries are numbered, not timestamped: order is exact even within one clock tick, and two
         writers racing for a number are kept apart by the create-if-absent write."""
         n = len(self.store.list(LEDGER + "/")) + 1
-        while not self.store.put_new(f"{LEDGER}/{n:08d}.json", _json(entry)):
+        while not self.store.put_new_json(f"{LEDGER}/{n:08d}.json", entry):
             n += 1
 
     def promote(self, number: int, why: str, who: str | None = None) -> dict[str, Any]:
@@ -185,8 +185,3 @@ class Registry:
         entries = [self.store.get_json(k) for k in self.store.list(LEDGER + "/")]
         return [e for e in entries if alias is None or e["alias"] == alias]
 
-
-def _json(obj: Any) -> bytes:
-    import json
-
-    return json.dumps(obj, sort_keys=True, default=str).encode()

@@ -19,15 +19,15 @@ import pandas as pd
 
 from loopml.data import validate
 from loopml.data.features import prepare
-from loopml.data.load import _format
+from loopml.data.load import file_format
 from loopml.data.validate import DataError
 from loopml.modeling.train import with_predictions
-from loopml.predictor import OnnxPredictor, Predictor
+from loopml.predictor import OnnxPredictor, Predictor, Schema
 from loopml.registry import ModelVersion, Registry
 from loopml.serving import load_predictor
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
-from loopml.storage.layout import PREDICTIONS, partition_key
+from loopml.storage.layout import PREDICTIONS, partition_dates, partition_key
 
 log = logging.getLogger("loopml.scoring")
 
@@ -36,7 +36,7 @@ BATCH_ROWS = 200_000
 
 def iter_frames(uri: str, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
     """Read CSV or Parquet in batches of at most ``batch_rows`` (bounded memory)."""
-    fmt = _format(uri)
+    fmt = file_format(uri)
     if uri.startswith("s3://"):
         import awswrangler as wr
 
@@ -65,13 +65,17 @@ def yesterday() -> date:
     return datetime.now(UTC).date() - timedelta(days=1)
 
 
+def column_feeds(X: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray]:
+    """ONNX inputs from a prepared frame: one (n, 1) column per feature, no per-row work."""
+    return {n: X[n].to_numpy(np.float32 if k == "numeric" else object).reshape(-1, 1) for n, k in schema.features}
+
+
 def predict_frame(predictor: Predictor, df: pd.DataFrame, spec: ProblemSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """Column-wise prediction: ONNX gets whole columns, scikit-learn gets a DataFrame."""
     X = prepare(df, spec)
     classes = list(predictor.schema.classes) if predictor.schema.classes else None
     if isinstance(predictor, OnnxPredictor):
-        feeds = {n: X[n].to_numpy(np.float32 if k == "numeric" else object).reshape(-1, 1) for n, k in predictor.schema.features}
-        values, proba = predictor.raw(feeds)
+        values, proba = predictor.raw(column_feeds(X, predictor.schema))
     elif spec.is_classifier:
         proba = predictor.pipeline.predict_proba(X)
         values = proba.argmax(axis=1)
@@ -141,11 +145,6 @@ def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: st
     return ScoreResult(version.number, written)
 
 
-def prediction_dates(store: Store) -> list[str]:
-    return sorted({k.split("/")[1].removeprefix("date=") for k in store.list(PREDICTIONS + "/") if "/date=" in "/" + k})
-
-
 def read_predictions(store: Store, start: date | None = None, end: date | None = None) -> pd.DataFrame:
-    days = [d for d in prediction_dates(store)
-            if (start is None or d >= start.isoformat()) and (end is None or d <= end.isoformat())]
+    days = partition_dates(store, PREDICTIONS, start, end)
     return store.read_parquet_many([partition_key(PREDICTIONS, d) for d in days])

@@ -18,7 +18,7 @@ from typing import Any
 from loopml.predictor import OnnxPredictor, Outputs, Predictor, Schema, SklearnPredictor
 from loopml.registry import IntegrityError, ModelVersion, Registry, RegistryError
 from loopml.storage import Store
-from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
+from loopml.storage.layout import FEEDBACK, PREDICTION_LOG, partition_key
 
 log = logging.getLogger("loopml.serving")
 
@@ -173,7 +173,7 @@ class PredictionLog:
         try:
             for date, records in by_date.items():
                 body = "\n".join(json.dumps(r, default=str) for r in records).encode()
-                self.store.put(f"{PREDICTION_LOG}/date={date}/{uuid.uuid4().hex}.jsonl", body)
+                self.store.put(partition_key(PREDICTION_LOG, date, f"{uuid.uuid4().hex}.jsonl"), body)
         except Exception:
             with self._lock:  # put them back so nothing is lost
                 self._buffer[:0] = batch
@@ -210,5 +210,5 @@ def record_feedback(store: Store, plog: PredictionLog, labels: list[dict[str, An
     if accepted:
         now = datetime.now(UTC)
         body = {"received_at": now.isoformat(), "labels": accepted}
-        store.put(f"{FEEDBACK}/date={now:%Y-%m-%d}/{uuid.uuid4().hex}.json", json.dumps(body, default=str).encode())
+        store.put(partition_key(FEEDBACK, f"{now:%Y-%m-%d}", f"{uuid.uuid4().hex}.json"), json.dumps(body, default=str).encode())
     return {"accepted": len(accepted), "unknown_ids": unknown}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,8 @@ import yaml
 os.environ.setdefault("METAFLOW_USER", "pytest")
 
 from loopml.demo_data import car_loan_frames, car_loan_spec  # noqa: E402
-from loopml.modeling.select import Selection, select  # noqa: E402
-from loopml.modeling.split import Splits  # noqa: E402
-from loopml.modeling.train import (  # noqa: E402
-    Evaluation,
-    TrainingData,
-    evaluate,
-    load_training_data,
-    make_splits,
-    register_version,
-    schema_of,
-)
-from loopml.modeling.tune import CandidateResult, encode, tune  # noqa: E402
+from loopml.modeling.train import Evaluation, InProcessRun, fit_in_process, register_version  # noqa: E402
+from loopml.modeling.tune import CandidateResult  # noqa: E402
 from loopml.registry import Registry  # noqa: E402
 from loopml.spec import ProblemSpec, load_spec, parse_spec  # noqa: E402
 from loopml.storage import Store  # noqa: E402
@@ -117,16 +106,8 @@ def sample_rows(car_loan, spec) -> list[dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------------- training
-@dataclass
-class Trained:
-    spec: ProblemSpec
-    data: TrainingData
-    splits: Splits
-    classes: list | None
-    results: list[CandidateResult]
-    selection: Selection
-    winner: CandidateResult
-    evaluation: Evaluation
+class Trained(InProcessRun):
+    """The TrainFlow's steps, one core function each, in process (``fit_in_process``), plus helpers."""
 
     def result(self, family: str) -> CandidateResult:
         return next(r for r in self.results if r.family == family)
@@ -140,17 +121,7 @@ class Trained:
 
 
 def train_spec(spec: ProblemSpec) -> Trained:
-    """The TrainFlow's steps, one core function each, in process."""
-    data = load_training_data(spec)
-    splits, classes = make_splits(data.frame, spec)
-    schema = schema_of(spec, classes)
-    train = encode(splits.train, spec, classes)
-    valid = encode(splits.valid, spec, classes)
-    results = [tune(c, train, valid, spec, classes, schema) for c in spec.candidates]
-    selection = select([r.summary() for r in results], spec)
-    winner = results[selection.winner]
-    ev = evaluate(winner, splits, spec, classes)
-    return Trained(spec, data, splits, classes, results, selection, winner, ev)
+    return Trained(**vars(fit_in_process(spec)))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from loopml.data.validate import DataError
 FORMATS = (".csv", ".parquet", ".pq")
 
 
-def _format(uri: str) -> str:
+def file_format(uri: str) -> str:
     suffix = next((s for s in FORMATS if uri.lower().endswith(s)), None)
     if suffix is None:
         raise DataError(f"{uri}: unsupported file type; use one of {', '.join(FORMATS)}")
@@ -19,7 +19,7 @@ def _format(uri: str) -> str:
 
 
 def load_frame(uri: str) -> pd.DataFrame:
-    fmt = _format(uri)
+    fmt = file_format(uri)
     try:
         if uri.startswith("s3://"):
             import awswrangler as wr

@@ -1,4 +1,4 @@
-"""Test-set evaluation, fairness across groups, and permutation importance of the chosen model."""
+"""Fairness across groups and permutation importance of the chosen model (test metrics: metrics.py)."""
 
 from __future__ import annotations
 
@@ -9,26 +9,19 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from loopml.modeling.metrics import all_metrics, score
-from loopml.modeling.tune import Encoded, model_outputs
+from loopml.modeling.metrics import score
+from loopml.modeling.tune import Encoded, model_outputs, true_labels
 from loopml.spec import ProblemSpec
 
 
-def test_metrics(pipeline: Pipeline, test: Encoded, spec: ProblemSpec, classes: list | None) -> dict[str, float]:
-    pred, proba = model_outputs(pipeline, test.X, spec, classes)
-    y = np.asarray(classes)[test.y] if classes else test.y
-    return all_metrics(spec.task, y, pred, proba, classes)
-
-
-def fairness(pipeline: Pipeline, test_df: pd.DataFrame, test: Encoded, spec: ProblemSpec, classes: list | None) -> dict[str, Any] | None:
-    """The success metric per group and the largest gap between groups."""
+def fairness(test_df: pd.DataFrame, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, spec: ProblemSpec,
+             classes: list | None) -> dict[str, Any] | None:
+    """The success metric per group and the largest gap between groups (labels and outputs of ``test_df``)."""
     f = spec.constraints.fairness
     if f is None:
         return None
     if f.group not in test_df.columns:
         raise ValueError(f"constraints.fairness.group: column {f.group!r} is not in the data")
-    pred, proba = model_outputs(pipeline, test.X, spec, classes)
-    y = np.asarray(classes)[test.y] if classes else test.y
     groups = test_df[f.group].astype(str).to_numpy()
     per_group: dict[str, dict[str, Any]] = {}
     for g in sorted(set(groups)):
@@ -53,8 +46,7 @@ def importance(pipeline: Pipeline, test: Encoded, spec: ProblemSpec, classes: li
 
     def _score(est, X_, y_):
         pred, proba = model_outputs(est, X_, spec, classes)
-        y_lab = np.asarray(classes)[y_] if classes else y_
-        value = score(metric, y_lab, pred, proba, classes)
+        value = score(metric, true_labels(y_, classes), pred, proba, classes)
         return value if spec.metric.higher_is_better else -value
 
     result = permutation_importance(pipeline, X, y, scoring=_score, n_repeats=5, random_state=spec.seed, n_jobs=1)

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from loopml.data import fingerprint, load_frame, validate
-from loopml.modeling.evaluate import fairness, importance, test_metrics
+from loopml.modeling.evaluate import fairness, importance
+from loopml.modeling.metrics import all_metrics
 from loopml.modeling.select import Selection
 from loopml.modeling.split import Splits, split
-from loopml.modeling.tune import CandidateResult, classes_of, encode, model_outputs
+from loopml.modeling.tune import CandidateResult, classes_of, encode, model_outputs, true_labels
 from loopml.predictor import Schema
 from loopml.registry import Registry
 from loopml.spec import ProblemSpec
@@ -66,14 +67,8 @@ def make_splits(df: pd.DataFrame, spec: ProblemSpec) -> tuple[Splits, list | Non
     return split(df, spec), classes_of(df, spec)
 
 
-def reference_set(pipeline: Any, test_df: pd.DataFrame, spec: ProblemSpec, classes: list | None) -> pd.DataFrame:
-    """What NannyML needs: the test period's features, predictions, probabilities, targets, timestamps."""
-    X = encode(test_df, spec, classes).X
-    pred, proba = model_outputs(pipeline, X, spec, classes)
-    return with_predictions(test_df, spec, pred, proba, classes)
-
-
 def with_predictions(df: pd.DataFrame, spec: ProblemSpec, pred: np.ndarray, proba: np.ndarray | None, classes: list | None) -> pd.DataFrame:
+    """What NannyML needs: features, targets, timestamps and ids beside predictions and probabilities."""
     keep = [c for c in [spec.id, spec.timestamp, *spec.feature_names, spec.target] if c and c in df.columns]
     out = df[keep].reset_index(drop=True).copy()
     out["y_pred"] = pred.tolist() if spec.is_classifier else pred
@@ -112,12 +107,15 @@ class Evaluation:
 
 
 def evaluate(winner: CandidateResult, splits: Splits, spec: ProblemSpec, classes: list | None) -> Evaluation:
+    """Predict the test set once; metrics, fairness and the reference set all read those outputs."""
     test = encode(splits.test, spec, classes)
+    pred, proba = model_outputs(winner.pipeline, test.X, spec, classes)
+    y = true_labels(test.y, classes)
     return Evaluation(
-        metrics=test_metrics(winner.pipeline, test, spec, classes),
-        fairness=fairness(winner.pipeline, splits.test, test, spec, classes),
+        metrics=all_metrics(spec.task, y, pred, proba, classes),
+        fairness=fairness(splits.test, y, pred, proba, spec, classes),
         importance=importance(winner.pipeline, test, spec, classes),
-        reference=reference_set(winner.pipeline, splits.test, spec, classes),
+        reference=with_predictions(splits.test, spec, pred, proba, classes),
     )
 
 
@@ -162,10 +160,24 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
     return version.number, decision
 
 
-def train_in_process(spec: ProblemSpec, registry: Registry, run_pathspec: str = "in-process",
-                     promote: bool = True, uri: str | None = None) -> tuple[int, dict[str, Any]]:
-    """TrainFlow's steps in one process, sequentially: for benchmarks and tests that need a registered
-    model without the cost of a Metaflow run. The flow remains the way to train for real."""
+@dataclass
+class InProcessRun:
+    """Everything TrainFlow's steps produce, kept for benches and tests that look inside."""
+
+    spec: ProblemSpec
+    data: TrainingData
+    splits: Splits
+    classes: list | None
+    results: list[CandidateResult]
+    selection: Selection
+    winner: CandidateResult
+    evaluation: Evaluation
+
+
+def fit_in_process(spec: ProblemSpec, uri: str | None = None) -> InProcessRun:
+    """TrainFlow's steps in one process, sequentially, up to (not including) registration: for
+    benchmarks and tests that need a model without the cost of a Metaflow run. The flow remains the
+    way to train for real."""
     from loopml.modeling.select import select
     from loopml.modeling.tune import tune
 
@@ -176,5 +188,12 @@ def train_in_process(spec: ProblemSpec, registry: Registry, run_pathspec: str = 
     results = [tune(c, train, valid, spec, classes, schema) for c in spec.candidates]
     selection = select([r.summary() for r in results], spec)
     winner = results[selection.winner]
-    ev = evaluate(winner, splits, spec, classes)
-    return register_version(registry, spec, data, winner, selection, ev, classes, run_pathspec, promote=promote)
+    return InProcessRun(spec, data, splits, classes, results, selection, winner, evaluate(winner, splits, spec, classes))
+
+
+def train_in_process(spec: ProblemSpec, registry: Registry, run_pathspec: str = "in-process",
+                     promote: bool = True, uri: str | None = None) -> tuple[int, dict[str, Any]]:
+    """:func:`fit_in_process`, then register (and promote when the gates pass)."""
+    r = fit_in_process(spec, uri)
+    return register_version(registry, spec, r.data, r.winner, r.selection, r.evaluation, r.classes, run_pathspec,
+                            promote=promote)

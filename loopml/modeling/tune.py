@@ -48,10 +48,14 @@ def model_outputs(pipeline: Pipeline, X: pd.DataFrame, spec: ProblemSpec, classe
     return np.asarray(classes)[proba.argmax(axis=1)], proba
 
 
+def true_labels(y: np.ndarray, classes: list | None) -> np.ndarray:
+    """Encoded targets back in the user's label space (regression targets pass through)."""
+    return np.asarray(classes)[y] if classes else y
+
+
 def evaluate_metric(pipeline: Pipeline, data: Encoded, spec: ProblemSpec, classes: list | None) -> float:
     pred, proba = model_outputs(pipeline, data.X, spec, classes)
-    y = np.asarray(classes)[data.y] if classes else data.y
-    return score(spec.metric.name, y, pred, proba, classes)
+    return score(spec.metric.name, true_labels(data.y, classes), pred, proba, classes)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from loopml.monitoring.alerts import evaluate_alerts
+from loopml.monitoring.alerts import Alert, evaluate_alerts
 from loopml.monitoring.figures import chunk_labels
 from loopml.monitoring.result import MonitoringResult
 from loopml.spec import ProblemSpec
@@ -31,14 +31,17 @@ ul.msgs li{margin:4px 0} ul.alerts li{margin:3px 0;color:#922b21}
 """
 
 
-def render_report(result: MonitoringResult, spec: ProblemSpec, title: str, model_version: str) -> str:
-    """The whole monitoring run as one HTML page: summary, performance, drift, data quality, messages."""
+def render_report(result: MonitoringResult, spec: ProblemSpec, title: str, model_version: str,
+                  alerts: list[Alert] | None = None) -> str:
+    """The whole monitoring run as one HTML page: summary, performance, drift, data quality, messages.
+    Pass the run's ``alerts`` when they are already evaluated; otherwise the spec's rules are applied here."""
     figures = _figures(result)
+    alerts = evaluate_alerts(result, spec) if alerts is None else alerts
     sections = [
         f"<h1>{escape(title)}</h1>",
         f"<p class='sub'>{escape(spec.name)} · model version <b>{escape(model_version)}</b> · {escape(spec.task)} · "
         f"success metric <b>{escape(str(spec.metric))}</b> · {len(result.chunks)} chunk(s)</p>",
-        _summary(result, spec),
+        _summary(result, alerts),
         "<h2>Performance: estimated vs realized</h2>",
         figures.get("performance", "<p class='muted'>No performance could be computed.</p>"),
         _chunk_table(result),
@@ -67,10 +70,9 @@ def _figures(result: MonitoringResult) -> dict[str, str]:
     return out
 
 
-def _summary(result: MonitoringResult, spec: ProblemSpec) -> str:
+def _summary(result: MonitoringResult, alerts: list[Alert]) -> str:
     c = result.chunks
     count = lambda col: int(c[col].fillna(False).astype(bool).sum()) if not c.empty else 0  # noqa: E731
-    alerts = evaluate_alerts(result, spec)
     drifting = result.drifting_features
     cards = [
         ("chunks", len(c), None),

@@ -65,7 +65,11 @@ class Store(ABC):
         return json.loads(self.get(key))
 
     def put_json(self, key: str, obj: Any) -> None:
-        self.put(key, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+        self.put(key, _encode(obj))
+
+    def put_new_json(self, key: str, obj: Any) -> bool:
+        """:meth:`put_new` for a JSON object: for append-only logs (ledger, alerts, decisions)."""
+        return self.put_new(key, _encode(obj))
 
     def read_parquet(self, key: str) -> pd.DataFrame:
         import pandas as pd
@@ -82,3 +86,7 @@ class Store(ABC):
 
         frames = [self.read_parquet(k) for k in keys]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _encode(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode()

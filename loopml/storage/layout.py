@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loopml.storage.base import Store
 
 REGISTRY = "registry"
 VERSIONS = f"{REGISTRY}/versions"
@@ -37,3 +41,10 @@ def event_key(prefix: str, when: datetime | None = None) -> str:
 
 def partition_key(prefix: str, date: str, name: str = "part.parquet") -> str:
     return f"{prefix}/date={date}/{name}"
+
+
+def partition_dates(store: Store, prefix: str, start: date | None = None, end: date | None = None) -> list[str]:
+    """The dates (YYYY-MM-DD) that have objects under ``<prefix>/date=…/``, within [start, end]."""
+    found = {k[len(prefix) + 1:].split("/")[0].removeprefix("date=") for k in store.list(f"{prefix}/date=")}
+    return sorted(d for d in found
+                  if (start is None or d >= start.isoformat()) and (end is None or d <= end.isoformat()))
