@@ -89,9 +89,13 @@ class ModelServer:
         try:
             version = self.registry.get(number)
             model = LoadedModel(number, version.meta, load_predictor(self.registry, version))
-        except (IntegrityError, RegistryError, Exception) as err:
+        except (IntegrityError, RegistryError) as err:  # the version itself is bad: never try it again
             self._refused[number] = str(err)
             self.last_error = f"refused version {number}: {err}"
+            log.error(self.last_error)
+            return
+        except Exception as err:  # the store or the runtime failed this time: keep serving, retry after the ttl
+            self.last_error = f"could not load version {number}: {type(err).__name__}: {err}"
             log.error(self.last_error)
             return
         self._model = model  # the swap: one reference assignment

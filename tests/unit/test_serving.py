@@ -294,6 +294,22 @@ def test_tampered_new_champion_is_refused_and_the_old_one_keeps_serving(linear_t
     assert server.current().version == v3 and server.last_error is None
 
 
+def test_a_store_failure_while_loading_is_retried_not_refused(linear_trained, store, registry):
+    """An outage is not a bad model: the version is tried again after the ttl, unlike a tampered one."""
+    clock = FakeClock()
+    server = ModelServer(registry, ttl=10, clock=clock)
+    v1 = linear_trained.register(store)
+    assert server.current().version == v1
+    v2 = linear_trained.register(store)
+    key = registry.get(v2).artifacts["model.onnx"]["key"]
+    saved = store.objects.pop(key)  # the artifact is briefly unreadable (KeyNotFound, like an S3 blip)
+    clock.advance(10)
+    assert server.current().version == v1 and "could not load version 2" in server.last_error
+    store.objects[key] = saved
+    clock.advance(10)
+    assert server.current().version == v2 and server.last_error is None
+
+
 def test_tampered_only_champion_means_503(linear_trained, store, registry, deps):
     v = linear_trained.register(store, promote=False)
     key = registry.get(v).artifacts["model.onnx"]["key"]
