@@ -1,31 +1,37 @@
 """MonitorFlow: NannyML over the champion's reference set and the scored predictions (+ late labels):
 estimated and realized performance, drift, data quality; a report, alerts and a retraining decision.
 
-Scheduled daily on Step Functions or Argo (``@schedule``); with no dates it looks at the last 30 days.
+For running by hand; with no dates it looks at the last 30 days. It carries no ``@schedule``: the one
+scheduled flow is CycleFlow, which monitors only after the day is scored. A retried or re-run
+MonitorFlow writes each alert, its decision and its SNS message once, and starts at most one
+retraining (``--retrain-on``) per window.
 """
 
 import os
 
 from flowbase import LoopmlFlow
-from metaflow import Parameter, card, current, schedule, step
+from metaflow import Parameter, card, current, project, step
 
 
-@schedule(daily=True)
+@project(name="loopml")
 class MonitorFlow(LoopmlFlow):
     start_date = Parameter("start", help="first date of the window, YYYY-MM-DD (default: end - 30 days)", default="")
     end_date = Parameter("end", help="last date of the window, inclusive (default: yesterday, UTC)", default="")
     as_of = Parameter("as-of", help="the run's notion of 'now' (ISO time) when replaying history", default="")
     topic = Parameter("topic", help="SNS topic ARN for alerts (default: LOOPML_SNS_TOPIC_ARN)", default="")
-    retrain_on = Parameter("retrain-on", help="when the decision is to retrain, start TrainFlow here: "
-                           "'step-functions' (the deployed TrainFlow) or '' (record the decision only); default $LOOPML_RETRAIN_ON",
-                           default=os.environ.get("LOOPML_RETRAIN_ON", ""))
+    retrain_on = Parameter("retrain-on", help="when the decision is to retrain, start this project's deployed "
+                           "TrainFlow on 'step-functions' or 'argo-workflows'; '' records the decision only "
+                           "(default $LOOPML_RETRAIN_ON)", default=os.environ.get("LOOPML_RETRAIN_ON", ""))
 
     @step
     def start(self):
         from datetime import timedelta
 
         from loopml.scoring import parse_date, yesterday
+        from loopml.triggers import ENGINES
 
+        if self.retrain_on not in ("", *ENGINES):
+            raise ValueError(f"--retrain-on must be one of {', '.join(ENGINES)} or empty, got {self.retrain_on!r}")
         self.spec = self.load_spec()
         self.last = parse_date(self.end_date, "--end") if self.end_date else yesterday()
         self.first = parse_date(self.start_date, "--start") if self.start_date else self.last - timedelta(days=30)
@@ -35,21 +41,26 @@ class MonitorFlow(LoopmlFlow):
     @step
     def monitor(self):
         from datetime import UTC, datetime
-        from functools import partial
 
-        from loopml.jobs import run_monitoring, start_step_functions_retraining
+        from loopml.monitoring_run import run_monitoring
         from loopml.reporting import monitoring_card
         from loopml.settings import get_settings
         from loopml.storage import from_uri
+        from loopml.triggers import deployed_name, retrainer
 
         now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
         store = from_uri(self.store)
-        if self.retrain_on not in ("", "step-functions"):
-            raise ValueError(f"--retrain-on must be 'step-functions' or empty, got {self.retrain_on!r}")
-        on_retrain = partial(start_step_functions_retraining, store, self.spec) if self.retrain_on else None
+        on_retrain = None
+        if self.retrain_on:  # this project's and branch's TrainFlow: never another deployment's
+            name = deployed_name(self.retrain_on, current.project_name, current.branch_name)
+            on_retrain = retrainer(self.retrain_on, store, self.spec, name)
+        # keyed by the run, not the attempt: a retried step resumes its own retraining claim
+        run_key = f"MonitorFlow/{current.origin_run_id or current.run_id}"
         run = run_monitoring(store, self.spec, self.first, self.last, now=now,
-                             topic_arn=self.topic or get_settings().sns_topic_arn, on_retrain=on_retrain)
+                             topic_arn=self.topic or get_settings().sns_topic_arn, on_retrain=on_retrain,
+                             run_key=run_key)
         self.run_id, self.version, self.alerts, self.decision = run.run_id, run.version, run.alerts, run.decision
+        self.rows, self.new_alerts, self.notified = run.results["rows"], run.new_alerts, run.notified
         self.report_url = run.report_url
         self.chunks = run.results["chunks"]
         for component in monitoring_card(run):

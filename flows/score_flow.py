@@ -1,13 +1,13 @@
 """ScoreFlow: score a date range of new data with the champion; one Parquet partition per date.
 
-Scheduled daily on Step Functions or Argo (``@schedule``); with no dates it scores yesterday (UTC).
+For running by hand; with no dates it scores yesterday (UTC). It carries no ``@schedule``: the one
+scheduled flow is CycleFlow, which scores before it monitors.
 """
 
 from flowbase import LoopmlFlow
-from metaflow import Parameter, schedule, step
+from metaflow import Parameter, step
 
 
-@schedule(daily=True)
 class ScoreFlow(LoopmlFlow):
     start_date = Parameter("start", help="first date to score, YYYY-MM-DD (default: yesterday, UTC)", default="")
     end_date = Parameter("end", help="last date to score, inclusive (default: the start date)", default="")

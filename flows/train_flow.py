@@ -1,19 +1,26 @@
 """TrainFlow: load ▶ validate ▶ split ▶ foreach candidate: tune ▶ select ▶ evaluate ▶ export/register.
 
 Thin on purpose: every step calls one function of ``loopml``. Runs locally, or unchanged with
-``--with batch`` / ``--with kubernetes``.
+``--with batch`` / ``--with kubernetes``. The way to train by hand; the scheduled cycle (CycleFlow)
+retrains in its own step. ``@project`` gives a deployed TrainFlow the same project and branch as the
+MonitorFlow that may start it (``--retrain-on``).
 """
 
 from flowbase import LoopmlFlow
-from metaflow import Parameter, card, current, step
+from metaflow import Parameter, card, current, project, step
 
 
+@project(name="loopml")
 class TrainFlow(LoopmlFlow):
     data_uri_param = Parameter("data", help="override the spec's data.train URI (e.g. a retraining window)", default="")
     until = Parameter("until", help="train on data up to this timestamp (retraining on a newer window)", default="")
     mode = Parameter("mode", help="'promote': champion if it passes the gates; 'challenger': promoted only if it "
                      "also beats the champion on recent labelled rows it held out",
                      default="promote")
+    as_of = Parameter("as-of", help="the run's 'now' (ISO time) when replaying history: the version's registration "
+                      "time, which its age counts from, and the retraining outcome's time (default: now)", default="")
+    retraining_until = Parameter("retraining-until", help="set by a monitoring run that started this retraining: "
+                                 "the claimed window (YYYY-MM-DD) whose outcome this run records", default="")
 
     @step
     def start(self):
@@ -68,17 +75,25 @@ class TrainFlow(LoopmlFlow):
 
     @step
     def end(self):
-        from loopml.jobs import challenge
+        from datetime import UTC, date, datetime
+
         from loopml.modeling.train import register_version
         from loopml.registry import Registry
+        from loopml.retraining import challenge, record_outcome
         from loopml.storage import from_uri
 
         store = from_uri(self.store)
+        now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
+        # keyed by the run (the original one when resumed): a retried or resumed end registers one version
+        run_key = f"{current.flow_name}/{current.origin_run_id or current.run_id}"
         self.version, self.decision = register_version(
             Registry(store), self.spec, self.data, self.winner, self.selection, self.evaluation,
-            self.classes, current.pathspec, promote=self.mode == "promote")
+            self.classes, current.pathspec, promote=self.mode == "promote", run_key=run_key, as_of=now)
         # a challenger meets the champion on recent labelled rows it held out; the ledger says why
         self.challenge = challenge(store, self.spec, self.version, None, None) if self.mode == "challenger" else None
+        if self.challenge and self.retraining_until:  # close the claim of the monitoring run that started us
+            outcome = {"version": self.version, "data": self.data_uri, **self.challenge}
+            record_outcome(store, date.fromisoformat(self.retraining_until), outcome, now)
         if self.challenge:
             print(f"challenger v{self.version}: {'promoted' if self.challenge['promoted'] else 'not promoted'}: "
                   f"{self.challenge['why']}")

@@ -85,7 +85,11 @@ def cmd_monitor(args: argparse.Namespace) -> None:
     start, end = _dates(args)
     run = run_flow("monitor_flow", spec=args.spec, store=args.store or get_settings().store, start=start, end=end,
                    as_of=args.as_of)
-    echo(f"monitoring run {run.data.run_id}: {len(run.data.alerts)} alert(s); retrain: {run.data.decision['retrain']}")
+    seen = "EMPTY window: no predictions (alert no_data)" if run.data.rows == 0 else f"{run.data.rows} rows"
+    echo(f"monitoring run {run.data.run_id}: {seen}; {len(run.data.alerts)} alert(s) ({run.data.new_alerts} new); "
+         f"retrain: {run.data.decision['retrain']}")
+    for kind in sorted({a["kind"] for a in run.data.alerts}):
+        echo(f"  {sum(a['kind'] == kind for a in run.data.alerts)} x {kind}")
     echo(f"report: {run.data.report_url}")
 
 
@@ -94,7 +98,8 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     from loopml.spec import load_spec
 
     start, end = _dates(args)
-    for line in replay(load_spec(args.spec), args.spec, args.store or get_settings().store, start, end,
+    load_spec(args.spec)  # fail here, with the field named, before a flow starts
+    for line in replay(args.spec, args.store or get_settings().store, start, end,
                        every_days=args.every, window_days=args.window, retrain=not args.no_retrain):
         echo(line)
 
@@ -206,10 +211,11 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--data", default="", help="override data.new")
         else:
             sp.add_argument("--as-of", default="", help="the run's 'now' (ISO time) when replaying history")
-    sp = cmd("run-schedule", cmd_schedule, "replay the scheduled loop (score, monitor, retrain) over a date range", spec=True)
+    sp = cmd("run-schedule", cmd_schedule, "replay the scheduled cycle (CycleFlow: score, monitor, retrain a "
+             "challenger and gate it) over a date range, one cycle every N days", spec=True)
     sp.add_argument("--start", required=True)
     sp.add_argument("--end", required=True)
-    sp.add_argument("--every", type=int, default=7, help="days between cycles")
+    sp.add_argument("--every", type=int, default=7, help="days scored per cycle (1: day by day)")
     sp.add_argument("--window", type=int, default=28, help="days each monitoring run looks back")
     sp.add_argument("--no-retrain", action="store_true", help="record decisions but do not retrain")
     sp = cmd("status", cmd_status, "champion, last monitoring, open alerts, last decision")

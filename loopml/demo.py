@@ -1,7 +1,8 @@
 """``loopml demo``: the whole loop on one machine, on NannyML's synthetic car loan data.
 
-write project.yaml ▶ TrainFlow ▶ promote ▶ API over real HTTP (predict, feedback) ▶ ScoreFlow (one
-partition per day) ▶ MonitorFlow (NannyML) ▶ retrain a challenger if the decision says so ▶ summary.
+write project.yaml ▶ TrainFlow ▶ promote ▶ API over real HTTP (predict, feedback) ▶ one scheduled cycle,
+CycleFlow: score (one partition per day) ▶ monitor (NannyML) ▶ retrain a challenger and gate it if the
+decision says so ▶ summary.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from loopml.cycle import replay_as_of
 from loopml.demo_data import car_loan_spec, write_car_loan
 from loopml.flowrun import run_flow
-from loopml.jobs import retraining_data
 from loopml.registry import Registry
 from loopml.spec import load_spec
 from loopml.storage import from_uri
@@ -135,15 +136,16 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
              f"feedback -> {status_fb} {fb}")
 
     new_ts = new_rows["timestamp"]
-    first, last = str(new_ts.min())[:10], str(new_ts.max())[:10]
-    score = run_flow("score_flow", show_output=False, spec=spec_path, store=store_uri, start=first, end=last)
-    echo(f"4. scored {sum(score.data.partitions.values())} rows of new data into {len(score.data.partitions)} daily "
-         f"partitions ({first}..{last}) with v{score.data.version}")
-
-    mon = run_flow("monitor_flow", show_output=False, spec=spec_path, store=store_uri, start=first, end=last,
-                   as_of=f"{last}T23:59:59+00:00")
-    results = json.loads((Path(store_uri) / "monitoring" / "runs" / mon.data.run_id / "results.json").read_text())
-    echo(f"5. monitored with NannyML ({mon.pathspec}): {spec.metric.name} per chunk, estimated (CBPE) vs realized "
+    first, last = date.fromisoformat(str(new_ts.min())[:10]), date.fromisoformat(str(new_ts.max())[:10])
+    span = (last - first).days + 1
+    cycle = run_flow("cycle_flow", show_output=False, spec=spec_path, store=store_uri, day=last, days=span,
+                     window=span, as_of=replay_as_of(last).isoformat())
+    summary = cycle.data.summary
+    s, m, d, r = summary["scored"], summary["monitoring"], summary["decision"], summary["retraining"]
+    echo(f"4. one scheduled cycle ({cycle.pathspec}: score ▶ monitor ▶ retrain ▶ gate): scored {s['rows']} rows of "
+         f"new data into {len(s['partitions'])} daily partitions ({first}..{last}) with v{s['version']}")
+    results = json.loads((Path(store_uri) / "monitoring" / "runs" / m["run_id"] / "results.json").read_text())
+    echo(f"5. monitored with NannyML: {spec.metric.name} per chunk, estimated (CBPE) vs realized "
          f"(labels until {LABELS_UNTIL})")
     for c in results["chunks"]:
         realized = "     -" if c["realized"] is None else f"{c['realized']:.4f}"
@@ -151,24 +153,20 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
         echo(f"     {c['chunk']:>8} rows {c['n_rows']:>5}  estimated {c['estimated']:.4f}  realized {realized}  "
              f"drifting {c['n_drifting_features']}{flag}")
     echo(f"   drifting features: {', '.join(results['drifting_features']) or 'none'}")
-    echo(f"   alerts: {len(mon.data.alerts)}")
+    echo(f"   alerts: {m['alerts']}")
     kinds: dict[str, int] = {}
-    for a in mon.data.alerts:
+    for a in results["alerts"]:
         kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
     for kind, n in kinds.items():
         echo(f"     {n} x {kind}")
-    d = mon.data.decision
     echo(f"   decision: retrain={d['retrain']}" + (f" ({'; '.join(d['reasons'])})" if d["reasons"] else ""))
-    echo(f"   report: {mon.data.report_url}")
-
-    if d["retrain"]:
-        store = from_uri(store_uri)
-        data_uri = retraining_data(store, spec, until=date.fromisoformat(last))
-        t = run_flow("train_flow", show_output=False, spec=spec_path, store=store_uri, mode="challenger", data=data_uri)
-        outcome = t.data.challenge  # TrainFlow in challenger mode meets the champion itself
-        echo(f"6. retrained v{t.data.version} on the newer window ({data_uri}); on {outcome['rows']} recent labelled rows "
-             f"champion {outcome.get('champion_score', float('nan')):.4f} vs challenger {outcome.get('challenger_score', float('nan')):.4f}: "
-             f"{'promoted' if outcome['promoted'] else 'kept as challenger'}")
+    echo(f"   report: {m['report']}")
+    if r is not None and r.get("version"):
+        echo(f"6. retrained v{r['version']} on the newer window ({r['data']}); on {r['rows']} recent labelled rows "
+             f"champion {r.get('champion_score', float('nan')):.4f} vs challenger {r.get('challenger_score', float('nan')):.4f}: "
+             f"{'promoted' if r['promoted'] else 'kept as challenger'}")
+    elif r is not None:
+        echo(f"6. no retraining: {r['why']}")
     champ = registry.resolve()
     echo(f"done in {time.monotonic() - t0:.0f} s. champion: v{champ.number}. ledger:")
     for e in registry.ledger():

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopml.jobs import LATEST
 from loopml.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import DECISIONS, MONITORING
+from loopml.storage.layout import DECISIONS, LATEST_RUN, MONITORING
 
 
 def status(store: Store) -> dict[str, Any]:
@@ -21,18 +20,21 @@ def status(store: Store) -> dict[str, Any]:
         out["champion"] = {"version": champ, "family": meta["family"], "metrics": meta["metrics"],
                            "created_at": meta["created_at"], "served_as": meta["latency_ms"]["served_as"]}
     try:
-        latest = store.get_json(LATEST)
+        latest = store.get_json(LATEST_RUN)
         results = store.get_json(f"{MONITORING}/runs/{latest['run_id']}/results.json")
         out["last_monitoring"] = {"run_id": latest["run_id"], "at": latest["at"], "version": results["version"],
                                   "window": results["window"], "drifting_features": results["drifting_features"],
                                   "chunks": [{k: c[k] for k in ("chunk", "estimated", "realized")} for c in results["chunks"]],
                                   "report": store.url(f"{MONITORING}/runs/{latest['run_id']}/report.html")}
-        # alerts of the last run are the open ones: a later run that no longer sees a problem closes it
-        out["open_alerts"] = results["alerts"]
+        # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
+        out["open_alerts"] = results.get("open_alerts", results["alerts"])
+        out["last_monitoring"]["rows"] = results["rows"]
+        if results.get("decision"):
+            out["last_decision"] = store.get_json(results["decision"])
     except KeyNotFound:
         pass
     decisions = store.list(DECISIONS + "/")
-    if decisions:
+    if decisions and out["last_decision"] is None:
         out["last_decision"] = store.get_json(decisions[-1])
     return out
 

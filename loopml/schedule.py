@@ -1,42 +1,38 @@
-"""Replay the scheduled loop over a date range: score, monitor, and retrain when the decision says so.
+"""Replay the scheduled cycle over a date range: one CycleFlow run per cycle, in order.
 
-On AWS the same cycle is ScoreFlow and MonitorFlow on their ``@schedule`` (Step Functions or Argo);
-here each cycle runs the very same flows through Metaflow, so a day-by-day replay is the real thing.
+On AWS the same CycleFlow runs on its one ``@schedule`` (Step Functions or Argo), or the scheduled
+Lambda calls :func:`loopml.cycle.run_cycle`; here each cycle of the replay is a real CycleFlow run
+through Metaflow, with the replayed day's end as the cycle's clock (``--as-of``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
+from loopml.cycle import describe, replay_as_of
 from loopml.flowrun import run_flow
-from loopml.jobs import retraining_data
-from loopml.spec import ProblemSpec
-from loopml.storage import from_uri
 
 
-def replay(spec: ProblemSpec, spec_path: str, store_uri: str, start: date, end: date, every_days: int = 7,
-           window_days: int = 28, retrain: bool = True, show_output: bool = False) -> Iterator[str]:
-    if every_days < 1 or window_days < 1:
-        raise ValueError("--every and --window must be at least 1 day")
-    store = from_uri(store_uri)
-    day = start
+def cycle_days(start: date, end: date, every_days: int) -> list[tuple[date, date]]:
+    """(first, last) scored dates of each cycle: ``every_days`` at a time, the last one cut at ``end``."""
+    if every_days < 1:
+        raise ValueError("--every must be at least 1 day")
+    out, day = [], start
     while day <= end:
         last = min(day + timedelta(days=every_days - 1), end)
-        first_window = max(start, last - timedelta(days=window_days - 1))
-        as_of = datetime.combine(last + timedelta(days=1), time(0), tzinfo=UTC)
-        s = run_flow("score_flow", show_output, spec=spec_path, store=store_uri, start=day, end=last)
-        m = run_flow("monitor_flow", show_output, spec=spec_path, store=store_uri, start=first_window, end=last,
-                     as_of=as_of.isoformat())
-        d = m.data.decision
-        yield (f"{day}..{last}: scored {sum(s.data.partitions.values())} rows with v{s.data.version}; "
-               f"monitoring {m.data.run_id}: {len(m.data.alerts)} alert(s); retrain: {d['retrain']}"
-               + (f" ({'; '.join(d['reasons'])})" if d["reasons"] else ""))
-        if d["retrain"] and retrain:
-            data_uri = retraining_data(store, spec, until=last)
-            t = run_flow("train_flow", show_output, spec=spec_path, store=store_uri, mode="challenger", data=data_uri,
-                         until=as_of.replace(tzinfo=None).isoformat())
-            outcome = t.data.challenge  # TrainFlow in challenger mode applies the gate itself
-            yield (f"  retrained v{t.data.version} on {data_uri}: "
-                   f"{'promoted' if outcome['promoted'] else 'kept as challenger'}: {outcome['why']}")
+        out.append((day, last))
         day = last + timedelta(days=1)
+    return out
+
+
+def replay(spec_path: str, store_uri: str, start: date, end: date, every_days: int = 7, window_days: int = 28,
+           retrain: bool = True, show_output: bool = False) -> Iterator[str]:
+    """Run the cycle for each (first, last) of :func:`cycle_days` and yield what it did, line by line."""
+    if window_days < 1:
+        raise ValueError("--window must be at least 1 day")
+    for first, last in cycle_days(start, end, every_days):
+        run = run_flow("cycle_flow", show_output, spec=spec_path, store=store_uri, day=last,
+                       days=(last - first).days + 1, window=window_days, as_of=replay_as_of(last).isoformat(),
+                       retrain="yes" if retrain else "no")
+        yield from describe(run.data.summary)

@@ -112,6 +112,9 @@ class Retraining(_Strict):
     consecutive_chunks: int = Field(default=2, ge=1)
     window_days: int | None = Field(default=None, gt=0, description="train on the last N days of data")
     min_improvement: float = Field(default=0.0, ge=0, description="a challenger must beat the champion by this much")
+    cooldown_days: float = Field(default=7, ge=0, description="after a challenger lost, no new retraining for this long")
+    in_flight_hours: float = Field(default=24, gt=0, description="a retraining claimed this recently and not "
+                                   "finished is in flight: no other starts; older, it is taken as abandoned")
 
 
 class ProblemSpec(_Strict):

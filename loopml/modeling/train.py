@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,13 @@ def gates(spec: ProblemSpec, metrics: dict[str, float], fair: dict[str, Any] | N
 
 def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
                      selection: Selection, ev: Evaluation, classes: list | None, run_pathspec: str | None,
-                     promote: bool = True) -> tuple[int, dict[str, Any]]:
-    """Register the winner with its lineage; promote it only when it passes the spec's gates."""
+                     promote: bool = True, run_key: str | None = None,
+                     as_of: datetime | None = None) -> tuple[int, dict[str, Any]]:
+    """Register the winner with its lineage; promote it only when it passes the spec's gates.
+
+    ``run_key`` names the run that registers: asked again with the same key (a retried step), the
+    registry returns the version it already holds. ``as_of`` is the registration time the model's
+    age counts from (a replay of history passes its own "now")."""
     check_traceable(spec, data)
     artifacts = {"model.joblib": winner.joblib_bytes}
     if winner.onnx.model:
@@ -151,11 +157,13 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
         "latency_ms": {"p50": winner.latency_p50_ms, "p99": winner.latency_p99_ms, "served_as": winner.served_as},
         "selection": selection.table, "selection_reason": selection.reason,
         "fairness": ev.fairness, "importance": ev.importance, "gates": g,
+        "registered_at": (as_of or datetime.now(UTC)).isoformat(),
     }
     version = registry.register(artifacts, meta, ev.reference)
     decision = {"version": version.number, "gates": g, "promoted": False}
     if g["passes"] and promote:
-        registry.promote(version.number, why=f"trained by {run_pathspec}; test {g['metric'].split()[0]} {g['value']:.4f} passes {g['metric']}")
+        if registry.alias() != version.number:  # a retried step finds its version promoted already
+            registry.promote(version.number, why=f"trained by {run_pathspec}; test {g['metric'].split()[0]} {g['value']:.4f} passes {g['metric']}")
         decision["promoted"] = True
     return version.number, decision
 
@@ -174,14 +182,14 @@ class InProcessRun:
     evaluation: Evaluation
 
 
-def fit_in_process(spec: ProblemSpec, uri: str | None = None) -> InProcessRun:
+def fit_in_process(spec: ProblemSpec, uri: str | None = None, until: str | None = None) -> InProcessRun:
     """TrainFlow's steps in one process, sequentially, up to (not including) registration: for
     benchmarks and tests that need a model without the cost of a Metaflow run. The flow remains the
     way to train for real."""
     from loopml.modeling.select import select
     from loopml.modeling.tune import tune
 
-    data = load_training_data(spec, uri=uri)
+    data = load_training_data(spec, uri=uri, until=until)
     splits, classes = make_splits(data.frame, spec)
     train, valid = encode(splits.train, spec, classes), encode(splits.valid, spec, classes)
     schema = schema_of(spec, classes)

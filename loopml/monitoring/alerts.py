@@ -10,11 +10,14 @@ import pandas as pd
 from loopml.monitoring.result import MonitoringResult, plain
 from loopml.spec import ProblemSpec
 
-__all__ = ["Alert", "AlertKind", "evaluate_alerts", "publish_alerts", "format_alerts"]
+__all__ = ["Alert", "AlertKind", "DATA_KINDS", "evaluate_alerts", "publish_alerts", "format_alerts"]
 
 AlertKind = Literal[
-    "estimated_below_threshold", "realized_below_threshold", "multivariate_drift", "too_many_drifting_features"
+    "estimated_below_threshold", "realized_below_threshold", "multivariate_drift", "too_many_drifting_features",
+    # about the data itself: a window with nothing (or not everything) to judge is not an all-clear
+    "no_data", "partly_scored", "mixed_versions",
 ]
+DATA_KINDS = ("no_data", "partly_scored", "mixed_versions")
 MAX_LISTED = 20  # an SNS message is read by people: list the first alerts, count the rest
 
 

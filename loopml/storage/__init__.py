@@ -3,7 +3,7 @@
 The root is a folder (the embedded default) or ``s3://bucket/prefix``; ``from_uri`` picks the adapter.
 Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
 
-    inputs/retrain-until-<date>.parquet          a retraining window's data, kept so the version stays traceable
+    inputs/retrain-until-<date>-<fingerprint>.parquet  a retraining window's data; never overwritten (keyed by content)
     registry/versions/<NNNN>/version.json        metadata; written last, so a version exists only when complete
     registry/versions/<NNNN>/model.onnx|.joblib  artifacts, each checked against its SHA-256 before loading
     registry/versions/<NNNN>/reference.parquet   test-period features, predictions, targets (NannyML reference)
@@ -12,9 +12,12 @@ Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
     predictions/date=<YYYY-MM-DD>/part.parquet   batch scores; a re-run replaces the partition in one PUT
     prediction-log/date=<YYYY-MM-DD>/<id>.jsonl  API predictions (id, time, features, outputs, version)
     feedback/date=<YYYY-MM-DD>/<id>.json         ground-truth labels by prediction id
-    monitoring/runs/<run>/results.json|report.html   one folder per monitoring run
-    monitoring/alerts/<time>-<id>.json           alerts raised
-    monitoring/decisions/<time>-<id>.json        audit log of retraining decisions and their evidence
+    monitoring/runs/<start>_<end>_v<N>/results.json|report.html   one folder per monitored window and version
+    monitoring/alerts/<run>/<chunk>-<kind>.json  alerts raised, each created once (see loopml.monitoring_run)
+    monitoring/notified/<run>/<chunk>-<kind>.json  the alert was published to SNS
+    monitoring/decisions/<run>-<evidence>.json   audit log of retraining decisions and their evidence, each written once
+    monitoring/retraining/<until>.json           a retraining's claim; .started.json, .outcome.json beside it
+    monitoring/latest.json                       the last monitoring run
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ FEEDBACK = "feedback"
 MONITORING = "monitoring"
 ALERTS = f"{MONITORING}/alerts"
 DECISIONS = f"{MONITORING}/decisions"
+LATEST_RUN = f"{MONITORING}/latest.json"
+NOTIFIED = f"{MONITORING}/notified"
+RETRAINING = f"{MONITORING}/retraining"
 
 
 def version_dir(version: int) -> str:

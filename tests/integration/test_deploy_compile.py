@@ -31,6 +31,7 @@ FLOWS = {
     "train_flow": ["start", "tune", "select", "evaluate", "end"],
     "score_flow": ["start", "score", "end"],
     "monitor_flow": ["start", "monitor", "end"],
+    "cycle_flow": ["start", "score", "monitor", "retrain", "end"],  # the one scheduled flow, in this order
 }
 
 
@@ -93,6 +94,14 @@ def test_step_functions_definition(batch_queue, deploy_spec, flow):
     if flow == "train_flow":  # the candidates' foreach is a Map state that runs `tune` per candidate
         maps = [s for s in states.values() if s["Type"] == "Map"]
         assert maps and "tune" in all_states(maps[0].get("Iterator") or maps[0]["ItemProcessor"])
+    if flow == "cycle_flow":
+        order = [machine["StartAt"]]
+        while "Next" in states[order[-1]]:
+            order.append(states[order[-1]]["Next"])
+        assert order == FLOWS[flow]  # a chain: monitoring cannot run before scoring, nor retraining before it
+        # @project: the tasks run under this project and branch, never another deployment's
+        env = json.dumps(states["start"])
+        assert "loopml" in env and "user.test" in env, env[:2000]
 
 
 def all_states(machine: dict) -> dict[str, dict]:
@@ -123,3 +132,10 @@ def test_argo_workflows_definition(moto_server, deploy_spec, flow):
     templates = {t["name"] for t in doc["spec"]["templates"]}
     for step in FLOWS[flow]:
         assert step in templates, (step, sorted(templates))
+    if flow == "cycle_flow":
+        assert doc["metadata"]["name"].startswith("loopml.user.test."), doc["metadata"]["name"]
+        assert doc["metadata"]["annotations"]["metaflow/project_name"] == "loopml"
+        dag = next(t["dag"]["tasks"] for t in doc["spec"]["templates"] if "dag" in t)
+        depends = {t["name"]: t["depends"] for t in dag}
+        steps = FLOWS[flow]
+        assert depends == {"start": "", **{step: f"{before}.Succeeded" for before, step in zip(steps, steps[1:], strict=False)}}

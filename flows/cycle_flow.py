@@ -1,0 +1,83 @@
+"""CycleFlow: the one scheduled cycle, in order: score ▶ monitor ▶ retrain (when decided) ▶ end.
+
+This is the flow to deploy on a schedule (``step-functions create`` / ``argo-workflows create``):
+monitoring can never run before its day is scored, and retraining is a step of the same run, so it
+runs on AWS Batch or Kubernetes like the others. ``@project`` names the deployment
+(``loopml.<branch>.CycleFlow``): deploy staging with ``--branch staging``, prod with
+``--production``, a second project with its own ``--branch``, and they never collide.
+ScoreFlow, MonitorFlow and TrainFlow stay for running one step by hand; they carry no schedule.
+"""
+
+from flowbase import LoopmlFlow
+from metaflow import Parameter, project, schedule, step
+
+
+@project(name="loopml")
+@schedule(daily=True)
+class CycleFlow(LoopmlFlow):
+    day = Parameter("day", help="the day to score, YYYY-MM-DD (default: yesterday, UTC)", default="")
+    days = Parameter("days", help="how many days, ending on --day, to score", default=1, type=int)
+    window = Parameter("window", help="how many days, ending on --day, monitoring looks at", default=28, type=int)
+    as_of = Parameter("as-of", help="the cycle's 'now' (ISO time) when replaying history (default: now)", default="")
+    topic = Parameter("topic", help="SNS topic ARN for alerts (default: LOOPML_SNS_TOPIC_ARN)", default="")
+    retrain_flag = Parameter("retrain", help="'yes': retrain a challenger when the decision says so; 'no': "
+                             "record the decision only", default="yes")
+
+    @step
+    def start(self):
+        from datetime import UTC, datetime
+
+        from loopml.cycle import cycle_run_key
+        from loopml.scoring import parse_date, yesterday
+
+        if self.retrain_flag not in ("yes", "no"):
+            raise ValueError(f"--retrain must be 'yes' or 'no', got {self.retrain_flag!r}")
+        self.spec = self.load_spec()
+        self.last = parse_date(self.day, "--day") if self.day else yesterday()
+        self.now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
+        # keyed by the day, not the Metaflow run: a re-run of the same day resumes its own claims
+        self.run_key = cycle_run_key(self.spec, self.last)
+        self.next(self.score)
+
+    @step
+    def score(self):
+        from datetime import timedelta
+
+        from loopml.cycle import score_days
+        from loopml.storage import from_uri
+
+        self.scored = score_days(from_uri(self.store), self.spec, self.last - timedelta(days=self.days - 1), self.last)
+        self.next(self.monitor)
+
+    @step
+    def monitor(self):
+        from datetime import timedelta
+
+        from loopml.cycle import monitor_window
+        from loopml.settings import get_settings
+        from loopml.storage import from_uri
+
+        self.monitoring = monitor_window(from_uri(self.store), self.spec, self.last - timedelta(days=self.window - 1),
+                                         self.last, self.now, topic_arn=self.topic or get_settings().sns_topic_arn)
+        self.decision = self.monitoring.decision
+        self.next(self.retrain)
+
+    @step
+    def retrain(self):
+        from loopml.cycle import retrain_if_decided
+        from loopml.storage import from_uri
+
+        decided = self.decision if self.retrain_flag == "yes" else {"retrain": False}
+        self.retraining = retrain_if_decided(from_uri(self.store), self.spec, decided, self.last,
+                                             run_key=self.run_key, now=self.now)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        from loopml.cycle import CycleResult
+
+        self.summary = CycleResult(self.last, self.scored, self.monitoring, self.retraining).summary()
+
+
+if __name__ == "__main__":
+    CycleFlow()

@@ -1,0 +1,124 @@
+"""The scheduled cycle, in order: score the day(s) ▶ monitor the window ▶ decide ▶ retrain a challenger ▶ gate.
+
+One schedule runs this: CycleFlow (``flows/cycle_flow.py``) on Step Functions or Argo, the
+scheduled Lambda (``handlers/scheduled.py``) for data that fits one machine, and ``loopml
+run-schedule`` replaying history. Each step is one function below, so the flow's steps and
+:func:`run_cycle` run the same code. Every side effect is keyed by what it is about (the dates, the
+window, the model version, the cycle's ``run_key``), so a retried or re-run cycle changes nothing
+the second time: see :mod:`loopml.monitoring_run` and :mod:`loopml.retraining`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from loopml.monitoring_run import MonitoringRun, run_monitoring
+from loopml.retraining import claim_retraining, record_outcome, recorded_outcome, retrain_challenger
+from loopml.scoring import ScoreResult, score_range
+from loopml.spec import ProblemSpec
+from loopml.storage import Store
+
+__all__ = ["CycleResult", "run_cycle", "score_days", "monitor_window", "retrain_if_decided", "cycle_run_key",
+           "replay_as_of", "describe", "DEFAULT_WINDOW_DAYS"]
+
+DEFAULT_WINDOW_DAYS = 28
+
+
+def cycle_run_key(spec: ProblemSpec, day: date) -> str:
+    """The cycle for ``day``: a retry or a re-run of it is the same cycle, and resumes its own claims."""
+    return f"cycle/{spec.name}/{day.isoformat()}"
+
+
+def replay_as_of(day: date) -> datetime:
+    """The "now" of the cycle for ``day`` when history is replayed: just after the day ends."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def score_days(store: Store, spec: ProblemSpec, first: date, last: date, uri: str | None = None) -> ScoreResult:
+    """Step 1: score the new data of [first, last] with the champion."""
+    return score_range(store, spec, first, last, uri=uri)
+
+
+def monitor_window(store: Store, spec: ProblemSpec, first: date, last: date, now: datetime, *,
+                   topic_arn: str | None = None, sns_client: Any = None, labels_uri: str | None = None) -> MonitoringRun:
+    """Step 2: monitor [first, last]; alerts and the decision are recorded once per window and evidence."""
+    return run_monitoring(store, spec, first, last, now=now, topic_arn=topic_arn, sns_client=sns_client,
+                          labels_uri=labels_uri)
+
+
+def retrain_if_decided(store: Store, spec: ProblemSpec, decision: dict[str, Any], until: date, *, run_key: str,
+                       now: datetime) -> dict[str, Any] | None:
+    """Step 3: when the decision says so, claim the window, train a challenger on it, gate it and
+    record the outcome. None when the decision was not to retrain; a record saying why when the
+    claim was refused (in flight, already done, cooling down)."""
+    if not decision.get("retrain"):
+        return None
+    claim = claim_retraining(store, spec, until, run_key, now)
+    if not claim.granted:
+        return {"started": False, "why": claim.why, "claim": claim.to_dict()}
+    done = recorded_outcome(store, until)
+    if done is not None:  # a retry after the outcome was written: nothing left to do
+        return {"started": True, "claim": claim.to_dict(), **done}
+    outcome = retrain_challenger(store, spec, until, run_key=run_key, as_of=now)
+    return {"started": True, "claim": claim.to_dict(), **record_outcome(store, until, outcome, now)}
+
+
+@dataclass
+class CycleResult:
+    day: date
+    scored: ScoreResult
+    monitoring: MonitoringRun
+    retraining: dict[str, Any] | None
+
+    def summary(self) -> dict[str, Any]:
+        """What the cycle did, as plain data (a flow artifact, the Lambda's response)."""
+        m = self.monitoring
+        return {"day": self.day.isoformat(), "scored": {"version": self.scored.version, "rows": self.scored.rows,
+                                                        "partitions": dict(self.scored.partitions)},
+                "monitoring": {"run_id": m.run_id, "rows": m.results["rows"], "window": m.results["window"],
+                               "alerts": len(m.alerts), "new_alerts": m.new_alerts, "notified": m.notified,
+                               "kinds": sorted({a["kind"] for a in m.alerts}), "report": m.report_url},
+                "decision": {k: m.decision[k] for k in ("retrain", "reasons", "key")},
+                "retraining": self.retraining}
+
+
+def run_cycle(store: Store, spec: ProblemSpec, day: date, *, days: int = 1, window_days: int = DEFAULT_WINDOW_DAYS,
+              as_of: datetime | None = None, run_key: str | None = None, retrain: bool = True,
+              topic_arn: str | None = None, sns_client: Any = None, labels_uri: str | None = None,
+              data_uri: str | None = None) -> CycleResult:
+    """One scheduled cycle for ``day``: score the ``days`` ending on it, monitor the ``window_days``
+    ending on it, and retrain a challenger when the decision says so (unless ``retrain`` is False).
+
+    ``as_of`` is the cycle's clock (default: now): the decision's "now", the registration time of a
+    challenger, and the cooldown's clock. A replay of history passes :func:`replay_as_of`.
+    """
+    if days < 1 or window_days < 1:
+        raise ValueError("days and window_days must be at least 1")
+    now = as_of or datetime.now(UTC)
+    key = run_key or cycle_run_key(spec, day)
+    scored = score_days(store, spec, day - timedelta(days=days - 1), day, uri=data_uri)
+    run = monitor_window(store, spec, day - timedelta(days=window_days - 1), day, now, topic_arn=topic_arn,
+                         sns_client=sns_client, labels_uri=labels_uri)
+    retraining = retrain_if_decided(store, spec, run.decision, day, run_key=key, now=now) if retrain else None
+    return CycleResult(day, scored, run, retraining)
+
+
+def describe(summary: dict[str, Any]) -> list[str]:
+    """The cycle in a few lines for people (``loopml run-schedule``, the demo)."""
+    s, m, d, r = summary["scored"], summary["monitoring"], summary["decision"], summary["retraining"]
+    window = f"{m['window']['start']}..{m['window']['end']}"
+    seen = (f"window {window} EMPTY: no predictions (alert no_data)" if m["rows"] == 0
+            else f"window {window}: {m['rows']} rows")
+    lines = [f"{summary['day']}: scored {s['rows']} rows with v{s['version']}; monitoring {m['run_id']}: {seen}; "
+             f"{m['alerts']} alert(s) ({m['new_alerts']} new); retrain: {d['retrain']}"
+             + (f" ({'; '.join(d['reasons'])})" if d["reasons"] else "")]
+    if m["kinds"]:
+        lines.append(f"  alert kinds: {', '.join(m['kinds'])}")
+    if r is not None and not r.get("version"):
+        lines.append(f"  no retraining: {r['why']}")
+    elif r is not None:
+        verdict = "promoted" if r["promoted"] else "kept as challenger"
+        lines.append(f"  retrained v{r['version']} on {r['data']}: {verdict}: {r['why']}")
+    return lines
