@@ -9,7 +9,7 @@ ScoreFlow, MonitorFlow and TrainFlow stay for running one step by hand; they car
 """
 
 from flowbase import LoopmlFlow
-from metaflow import Parameter, project, schedule, step
+from metaflow import Parameter, current, project, schedule, step
 
 
 @project(name="loopml")
@@ -69,7 +69,7 @@ class CycleFlow(LoopmlFlow):
 
         decided = self.decision if self.retrain_flag == "yes" else {"retrain": False}
         self.retraining = retrain_if_decided(from_uri(self.store), self.spec, decided, self.last,
-                                             run_key=self.run_key, now=self.now)
+                                             run_key=self.run_key, now=self.now, lineage=current.pathspec)
         self.next(self.end)
 
     @step

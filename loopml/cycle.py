@@ -49,7 +49,7 @@ def monitor_window(store: Store, spec: ProblemSpec, first: date, last: date, now
 
 
 def retrain_if_decided(store: Store, spec: ProblemSpec, decision: dict[str, Any], until: date, *, run_key: str,
-                       now: datetime) -> dict[str, Any] | None:
+                       now: datetime, lineage: str | None = None) -> dict[str, Any] | None:
     """Step 3: when the decision says so, claim the window, train a challenger on it, gate it and
     record the outcome. None when the decision was not to retrain; a record saying why when the
     claim was refused (in flight, already done, cooling down)."""
@@ -61,7 +61,7 @@ def retrain_if_decided(store: Store, spec: ProblemSpec, decision: dict[str, Any]
     done = recorded_outcome(store, until)
     if done is not None:  # a retry after the outcome was written: nothing left to do
         return {"started": True, "claim": claim.to_dict(), **done}
-    outcome = retrain_challenger(store, spec, until, run_key=run_key, as_of=now)
+    outcome = retrain_challenger(store, spec, until, run_key=run_key, as_of=now, lineage=lineage)
     return {"started": True, "claim": claim.to_dict(), **record_outcome(store, until, outcome, now)}
 
 

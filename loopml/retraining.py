@@ -226,16 +226,17 @@ def _verdict(o: dict[str, Any], gates: dict[str, Any], spec: ProblemSpec) -> dic
 
 
 # ------------------------------------------------------------------------- retraining in process
-def retrain_challenger(store: Store, spec: ProblemSpec, until: date, *, run_key: str,
-                       as_of: datetime) -> dict[str, Any]:
+def retrain_challenger(store: Store, spec: ProblemSpec, until: date, *, run_key: str, as_of: datetime,
+                       lineage: str | None = None) -> dict[str, Any]:
     """Train a challenger on the newer window in this process, register it once (keyed by ``run_key``)
     and gate it against the champion. The cycle's retrain step: it runs wherever that step runs
-    (this machine, AWS Batch, Kubernetes), so no second scheduler is involved."""
+    (this machine, AWS Batch, Kubernetes), so no second scheduler is involved. ``lineage`` is the
+    run recorded in the version (e.g. the CycleFlow task's pathspec; default: ``run_key``)."""
     from loopml.modeling.train import fit_in_process, register_version
 
     data_uri = retraining_data(store, spec, until)
     run = fit_in_process(spec, uri=data_uri, until=as_of.replace(tzinfo=None).isoformat())
     version, decision = register_version(Registry(store), spec, run.data, run.winner, run.selection, run.evaluation,
-                                         run.classes, run_key, promote=False, run_key=run_key, as_of=as_of)
+                                         run.classes, lineage or run_key, promote=False, run_key=run_key, as_of=as_of)
     return {"version": version, "data": data_uri, "gates": decision["gates"],
             **challenge(store, spec, version, None, None)}

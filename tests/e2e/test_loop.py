@@ -72,7 +72,6 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
     from loopml.inspect import status
     from loopml.registry import Registry
     from loopml.schedule import replay
-    from loopml.spec import load_spec
     from loopml.storage import from_uri
 
     train, new, labels = car_loan
@@ -84,7 +83,6 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
             "labels": put_parquet(s3, "e2e/labels.parquet", arrived)}
     spec_path = write_spec(tmp_path / "project.yaml", small_spec(
         data, threshold=THRESHOLD, monitoring={"chunk_period": "W", "max_drifting_features": 2}))
-    spec = load_spec(spec_path)
     store = from_uri(STORE)
     registry = Registry(store)
 
@@ -93,9 +91,9 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
     assert v1.data.decision["promoted"], v1.data.decision
     assert registry.resolve().number == v1.data.version
 
-    # 2. the schedule, replayed: score + monitor every 14 days; alerts go to SNS (MonitorFlow reads the env)
+    # 2. the schedule, replayed: one CycleFlow run every 14 days; alerts go to SNS (the flow reads the env)
     monkeypatch.setenv("LOOPML_SNS_TOPIC_ARN", sns_queue["topic"])
-    lines = list(replay(spec, spec_path, STORE, START, END, every_days=14, window_days=28))
+    lines = list(replay(spec_path, STORE, START, END, every_days=14, window_days=28))
     print("\n".join(lines))
     cycles = [ln for ln in lines if not ln.startswith("  ")]
     assert len(cycles) == 3, lines
@@ -140,11 +138,11 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
     assert all(c["fails"] for c in evidence["recent_chunks"][:2])
     assert evidence["age_days"] < evidence["max_age_days"]  # performance, not age, triggered it
 
-    # 6. a challenger was trained by TrainFlow (mode=challenger) on the newer window, then judged
+    # 6. a challenger was trained by the cycle's retrain step on the newer window, then judged
     versions = registry.versions()
     assert versions == [v1.data.version, v1.data.version + 1]
     v2 = registry.get(versions[-1])
-    assert v2.meta["lineage"]["metaflow_run"].startswith("TrainFlow/")
+    assert v2.meta["lineage"]["metaflow_run"].startswith("CycleFlow/") and "/retrain/" in v2.meta["lineage"]["metaflow_run"]
     assert v2.meta["data"]["uri"].startswith(f"{STORE}/inputs/retrain-until-{END}")
     assert v2.meta["data"]["rows"] > len(train)  # the original data plus the labelled recent rows
     assert v2.meta["data"]["fingerprint"] != registry.get(v1.data.version).meta["data"]["fingerprint"]
