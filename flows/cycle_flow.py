@@ -16,8 +16,9 @@ from metaflow import Parameter, current, project, schedule, step
 @schedule(daily=True)
 class CycleFlow(LoopmlFlow):
     day = Parameter("day", help="the day to score, YYYY-MM-DD (default: yesterday, UTC)", default="")
-    days = Parameter("days", help="how many days, ending on --day, to score", default=1, type=int)
-    window = Parameter("window", help="how many days, ending on --day, monitoring looks at", default=28, type=int)
+    # counts as text: loopml starts flows through metaflow.Runner, which passes every value as a string
+    days_text = Parameter("days", help="how many days, ending on --day, to score", default="1")
+    window_text = Parameter("window", help="how many days, ending on --day, monitoring looks at", default="28")
     as_of = Parameter("as-of", help="the cycle's 'now' (ISO time) when replaying history (default: now)", default="")
     topic = Parameter("topic", help="SNS topic ARN for alerts (default: LOOPML_SNS_TOPIC_ARN)", default="")
     retrain_flag = Parameter("retrain", help="'yes': retrain a challenger when the decision says so; 'no': "
@@ -27,12 +28,13 @@ class CycleFlow(LoopmlFlow):
     def start(self):
         from datetime import UTC, datetime
 
-        from loopml.cycle import cycle_run_key
+        from loopml.cycle import cycle_run_key, day_count
         from loopml.scoring import parse_date, yesterday
 
         if self.retrain_flag not in ("yes", "no"):
             raise ValueError(f"--retrain must be 'yes' or 'no', got {self.retrain_flag!r}")
         self.spec = self.load_spec()
+        self.days, self.window = day_count(self.days_text, "--days"), day_count(self.window_text, "--window")
         self.last = parse_date(self.day, "--day") if self.day else yesterday()
         self.now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
         # keyed by the day, not the Metaflow run: a re-run of the same day resumes its own claims

@@ -21,9 +21,20 @@ from loopml.spec import ProblemSpec
 from loopml.storage import Store
 
 __all__ = ["CycleResult", "run_cycle", "score_days", "monitor_window", "retrain_if_decided", "cycle_run_key",
-           "replay_as_of", "describe", "DEFAULT_WINDOW_DAYS"]
+           "replay_as_of", "describe", "day_count", "DEFAULT_WINDOW_DAYS"]
 
 DEFAULT_WINDOW_DAYS = 28
+
+
+def day_count(value: str | int, field: str) -> int:
+    """A number of days given on a command line: a whole number, at least 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{field}: expected a whole number of days, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"{field}: must be at least 1 day, got {n}")
+    return n
 
 
 def cycle_run_key(spec: ProblemSpec, day: date) -> str:
@@ -94,8 +105,7 @@ def run_cycle(store: Store, spec: ProblemSpec, day: date, *, days: int = 1, wind
     ``as_of`` is the cycle's clock (default: now): the decision's "now", the registration time of a
     challenger, and the cooldown's clock. A replay of history passes :func:`replay_as_of`.
     """
-    if days < 1 or window_days < 1:
-        raise ValueError("days and window_days must be at least 1")
+    days, window_days = day_count(days, "days"), day_count(window_days, "window_days")
     now = as_of or datetime.now(UTC)
     key = run_key or cycle_run_key(spec, day)
     scored = score_days(store, spec, day - timedelta(days=days - 1), day, uri=data_uri)
