@@ -6,6 +6,7 @@
 #
 # Quick start (README): `make demo` and `make test`. Both set up .venv from the lock first.
 
+SHELL := /bin/bash
 PYTHON ?= python3
 LAMBDA_PYTHON_VERSION ?= 3.12
 LAMBDA_PLATFORMS ?= manylinux_2_28_x86_64 manylinux2014_x86_64
@@ -14,11 +15,34 @@ LAMBDA_REQUIREMENTS ?= handlers/requirements.txt
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint build-ApiFunction
+# The one image (Dockerfile): built from ./wheelhouse, which `make wheelhouse` fills on the host with CPython
+# $(IMAGE_PYTHON_VERSION) manylinux wheels at the lock's versions (the run-time part of the lock only) and the loopml
+# wheel. CONTAINER=docker works the same; `make image-podman` is the recipe for machines with podman and no
+# registry (this one, CI): it builds the base image from debootstrap first (infra/containers.sh).
+CONTAINER ?= podman
+IMAGE ?= localhost/loopml:latest
+IMAGE_LAMBDA ?= localhost/loopml:lambda
+IMAGE_BASE ?= python:3.13-slim
+IMAGE_PYTHON_VERSION ?= 3.13
+# pip --platform matches tags exactly (no expansion to older manylinux levels): list the levels wheels use
+IMAGE_PLATFORMS ?= $(foreach v,5 12 17 24 26 27 28 31 34,manylinux_2_$(v)_x86_64) manylinux2014_x86_64 manylinux1_x86_64
+# Packages whose Requires-Python excludes the image's Python but that work on it: nannyml 0.13.1 (the latest)
+# declares <3.13; the container tests run NannyML (CBPE, drift) inside the 3.13 image. See requirements-py313.txt.
+IMAGE_IGNORE_REQUIRES_PYTHON ?= nannyml
+IMAGE_PIP_DOWNLOAD = $(VPY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	$(foreach p,$(IMAGE_PLATFORMS),--platform $(p)) --python-version $(IMAGE_PYTHON_VERSION) --implementation cp -d wheelhouse
+# Declared dependencies that loopml never imports, left out of the image: kaleido (nannyml's, for exporting
+# plots as PNG; loopml writes HTML reports) is 226 MB of a headless Chromium.
+IMAGE_EXCLUDE ?= kaleido
+# this machine's pip config lists local indexes that do not exist: pip warns once per package
+PIP_NOISE = is ignored: it is neither
+CONTAINERS_CONF_HERE ?= $(or $(LOOPML_TOOLS_DIR),/opt/loopml-tools)/containers/containers.conf
+
+.PHONY: setup demo test test-fast lint build-ApiFunction wheelhouse image image-podman
 
 # the lock is complete, so pip resolves nothing (--no-deps): fast and the same on every machine
 setup: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.txt
@@ -41,6 +65,32 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check loopml handlers flows tests bench infra
+
+# reads the lock's metadata from $(VPY)'s venv; WHEELHOUSE_DEPS= VPY=<python> uses another venv that has the lock
+WHEELHOUSE_DEPS ?= setup
+wheelhouse: $(WHEELHOUSE_DEPS)
+	rm -rf wheelhouse && mkdir -p wheelhouse
+	$(VPY) infra/image_requirements.py --python $(IMAGE_PYTHON_VERSION) --add requirements-py313.txt \
+		$(foreach p,$(IMAGE_EXCLUDE),--exclude $(p)) > wheelhouse/requirements.txt
+	grep -E '^(awslambdaric|simplejson|snapshot-restore-py)==' infra/lambda-runtime/requirements.txt > wheelhouse/lambda-runtime.txt
+	grep -v -E '^($(IMAGE_IGNORE_REQUIRES_PYTHON))==' wheelhouse/requirements.txt > wheelhouse/strict.txt
+	$(IMAGE_PIP_DOWNLOAD) -r wheelhouse/strict.txt -r wheelhouse/lambda-runtime.txt pip==26.3 2> >(grep -v "$(PIP_NOISE)" >&2)
+	$(IMAGE_PIP_DOWNLOAD) --ignore-requires-python $$(grep -E '^($(IMAGE_IGNORE_REQUIRES_PYTHON))==' wheelhouse/requirements.txt) \
+		2> >(grep -v "$(PIP_NOISE)" >&2)
+	rm wheelhouse/strict.txt
+	rm -rf dist && $(VPY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist .
+	rm -rf build
+	@echo "wheelhouse: $$(ls wheelhouse/*.whl | wc -l) wheels, $$(du -sh wheelhouse | cut -f1); dist: $$(ls dist)"
+
+image: wheelhouse
+	$(CONTAINER) build --network host --build-arg BASE=$(IMAGE_BASE) --target runtime -t $(IMAGE) .
+	$(CONTAINER) build --network host --build-arg BASE=$(IMAGE_BASE) --target lambda -t $(IMAGE_LAMBDA) .
+	@echo "image $(IMAGE): $$($(CONTAINER) image inspect $(IMAGE) --format '{{.Size}}' | awk '{printf "%.0f MB", $$1/1e6}')"
+	@echo "image $(IMAGE_LAMBDA): $$($(CONTAINER) image inspect $(IMAGE_LAMBDA) --format '{{.Size}}' | awk '{printf "%.0f MB", $$1/1e6}')"
+
+image-podman:
+	bash infra/containers.sh setup base
+	CONTAINERS_CONF=$(CONTAINERS_CONF_HERE) $(MAKE) image CONTAINER=podman IMAGE_BASE=localhost/debian:trixie
 
 build-ApiFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run via 'sam build')" >&2; exit 2; }

@@ -28,8 +28,8 @@ echo "== sam --version: $("$SAM" --version)"
 echo "== sam validate --lint"
 "$SAM" validate --lint --template-file template.yaml
 
-echo "== sam build"
-"$SAM" build --template-file template.yaml
+echo "== sam build ApiFunction (the zip; CycleFunction is a container image: make image / sam build with Docker)"
+"$SAM" build ApiFunction --template-file template.yaml
 
 echo "== package size"
 "$HOST_PYTHON" infra/check_package_size.py .aws-sam/build/ApiFunction --limit-mb 150

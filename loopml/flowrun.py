@@ -6,7 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-FLOWS = Path(__file__).resolve().parent.parent / "flows"
+
+def flows_dir() -> Path:
+    """The folder that holds the flow files. An installed wheel carries the repo's top-level ``flows/`` as the
+    package ``loopml.flows`` (setup.py maps it), so it is a folder inside this package; in a source checkout
+    (tests, ``pip install -e .``) ``flows/`` sits beside the package and goes with the code being imported."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "flows"
+    return packaged if (packaged / "flowbase.py").is_file() else here.parent / "flows"
+
+
+FLOWS = flows_dir()
 
 
 class FlowFailed(RuntimeError):
@@ -26,7 +36,7 @@ def run_flow(name: str, show_output: bool = True, **params: Any) -> Any:
 
     path = FLOWS / f"{name}.py"
     if not path.is_file():
-        raise FileNotFoundError(f"flow file {path} not found (is loopml installed from its source tree?)")
+        raise FileNotFoundError(f"flow file {path} not found: this loopml install lacks its flows (reinstall the wheel)")
     clean = {k: str(v) for k, v in params.items() if v is not None and v != ""}
     if "spec" in clean and "spec_dir" not in clean:  # relative data paths resolve against the spec's folder
         clean["spec_dir"] = str(Path(clean["spec"]).resolve().parent)

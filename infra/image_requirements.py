@@ -1,0 +1,115 @@
+"""Print the part of the lock (requirements.txt) that loopml needs at run time, for the container image.
+
+The lock pins everything the repo uses, test tools included (pytest, moto and its server, ruff, cfn-lint).
+The image carries only what loopml's declared dependencies (pyproject.toml ``[project] dependencies``) need,
+transitively, at the lock's versions. The dependency graph is read from the installed lock's metadata
+(``Requires-Dist``), with markers evaluated for the image's Python (``--python``, default 3.13) on Linux
+x86_64, so a dependency that only a newer Python needs (awswrangler needs setuptools on 3.12+) is reported
+as missing from the lock instead of silently left out.
+
+    python infra/image_requirements.py [--python 3.13] [--add requirements-py313.txt] [--exclude kaleido] \
+        > wheelhouse/requirements.txt
+
+Run it with the interpreter of the venv that has the lock installed (``.venv/bin/python``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+# the lock installs a drop-in replacement under another name (see requirements.txt's header)
+SUBSTITUTES = {"xgboost": "xgboost-cpu"}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: Path) -> dict[str, str]:
+    """canonical name -> the lock's line (``Name==version``)."""
+    pins = {}
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            pins[canonical(Requirement(line).name)] = line
+    return pins
+
+
+def target_environment(python: str) -> dict[str, str]:
+    env = default_environment()
+    env.update(python_version=python, python_full_version=f"{python}.0", sys_platform="linux",
+               platform_system="Linux", platform_machine="x86_64", implementation_name="cpython",
+               platform_python_implementation="CPython", os_name="posix")
+    return env
+
+
+def closure(roots: list[str], lock: dict[str, str], python: str,
+            exclude: set[str] = frozenset()) -> tuple[set[str], list[str]]:
+    """The lock entries reachable from ``roots`` (not through ``exclude``), and the requirements the lock cannot
+    satisfy."""
+    env = target_environment(python)
+    seen: set[str] = set()
+    missing: list[str] = []
+    todo: list[tuple[str, frozenset[str], str]] = [(r, frozenset(), "pyproject.toml") for r in roots]
+    while todo:
+        text, _, parent = todo.pop()
+        req = Requirement(text)
+        name = canonical(SUBSTITUTES.get(canonical(req.name), req.name))
+        if name in exclude:
+            continue
+        if name not in lock:
+            missing.append(f"{text} (needed by {parent})")
+            continue
+        key = f"{name}[{','.join(sorted(req.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            missing.append(f"{name}: in the lock but not installed here (run with the lock's venv)")
+            continue
+        for dep in dist.requires or []:
+            d = Requirement(dep)
+            extras = req.extras or {""}
+            if d.marker is None or any(d.marker.evaluate({**env, "extra": e}) for e in extras):
+                todo.append((dep, frozenset(d.extras), name))
+    return {k.split("[", 1)[0] for k in seen}, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--python", default="3.13", help="the image's Python version (markers are evaluated for it)")
+    ap.add_argument("--lock", type=Path, default=ROOT / "requirements.txt")
+    ap.add_argument("--exclude", action="append", default=[],
+                    help="a declared dependency that loopml never imports, left out of the image; repeatable")
+    ap.add_argument("--add", type=Path, action="append", default=[],
+                    help="more pins (a requirements file) for what the lock lacks on this Python; repeatable")
+    args = ap.parse_args(argv)
+    lock = read_lock(args.lock)
+    for extra in args.add:
+        lock.update(read_lock(extra))
+    roots = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names, missing = closure(roots, lock, args.python, exclude={canonical(n) for n in args.exclude})
+    if missing:
+        sys.stderr.write(f"image_requirements: the lock lacks what Python {args.python} needs:\n  "
+                         + "\n  ".join(sorted(set(missing))) + "\n")
+        return 2
+    sys.stdout.write(f"# loopml's run-time part of requirements.txt for Python {args.python} "
+                     f"(generated by infra/image_requirements.py)\n")
+    for name in sorted(names):
+        sys.stdout.write(lock[name] + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
