@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Deploy the loopml serving stack to AWS, publish the local registry, and call the API once.
+# Deploy the loopml stack to AWS (store, API, scheduled cycle, alert topic, jobs' IAM policy), publish the local
+# registry, and call the API once. Needs Docker for the scheduled job's image (sam build of the Dockerfile).
 #
 #   AWS_PROFILE=... AWS_REGION=eu-west-1 bash infra/deploy_aws.sh
 #
@@ -41,13 +42,15 @@ PARAMS=("Stage=$STAGE" "DeployTarget=aws" "StorePrefix=$STORE_PREFIX" "ApiKeySha
 
 echo "== sam validate --lint"
 "$SAM" validate --lint
-echo "== sam build"
+echo "== make wheelhouse (the scheduled job's image installs from it)"
+make --no-print-directory wheelhouse
+echo "== sam build (the API's zip on this host; the scheduled job's image with Docker)"
 PYTHON="$HOST_PYTHON" "$SAM" build
 "$HOST_PYTHON" infra/check_package_size.py .aws-sam/build/ApiFunction
 
 echo "== sam deploy ($STACK_NAME, $REGION)"
 "$SAM" deploy --stack-name "$STACK_NAME" --region "$REGION" \
-  --resolve-s3 --capabilities CAPABILITY_IAM \
+  --resolve-s3 --resolve-image-repos --capabilities CAPABILITY_IAM \
   --no-confirm-changeset --no-fail-on-empty-changeset \
   --parameter-overrides "${PARAMS[@]}"
 
@@ -56,6 +59,8 @@ STORE_URI="$(stack_output "$STACK_NAME" StoreUri)"
 echo "API: $API_URL"
 echo "LOOPML_STORE=$STORE_URI"
 echo "LOOPML_SNS_TOPIC_ARN=$(stack_output "$STACK_NAME" AlertTopicArn)"
+echo "scheduled cycle: $(stack_output "$STACK_NAME" CycleFunctionName), reads $(stack_output "$STACK_NAME" SpecUri)"
+echo "jobs' IAM policy (for a Metaflow stack's AdditionalWorkerPolicyArn): $(stack_output "$STACK_NAME" JobPolicyArn)"
 
 if [[ -d "$LOCAL_STORE/registry" ]]; then
   echo "== publishing $LOCAL_STORE/registry to $STORE_URI"
