@@ -139,3 +139,44 @@ def test_argo_workflows_definition(moto_server, deploy_spec, flow):
         depends = {t["name"]: t["depends"] for t in dag}
         steps = FLOWS[flow]
         assert depends == {"start": "", **{step: f"{before}.Succeeded" for before, step in zip(steps, steps[1:], strict=False)}}
+
+
+# ---- infra/deploy_flows.sh: what an operator runs; the image is required and ends up in every task
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/loopml:3f2a1c"
+
+
+def deploy_flows(command: str, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "infra" / "deploy_flows.sh"), command, *options], capture_output=True,
+                          text=True, cwd=REPO, env={**os.environ, "PYTHON": sys.executable, **env}, timeout=300)
+
+
+def test_deploy_flows_puts_the_image_and_the_branch_into_the_step_functions_deployment(batch_queue, deploy_spec):
+    import boto3
+
+    proc = deploy_flows("sfn-json", {**SFN_ENV, **deploy_spec, "LOOPML_IMAGE": IMAGE}, "--branch", "staging")
+    assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
+    machine = _json_document(proc.stdout[proc.stdout.index("\n{") :])
+    states = all_states(machine)
+    assert [s for s in FLOWS["cycle_flow"] if s not in states] == []
+    # every step runs as a Batch job whose job definition (registered by Metaflow) names the image
+    definitions = {states[s]["Parameters"]["JobDefinition"] for s in FLOWS["cycle_flow"]}
+    described = boto3.client("batch").describe_job_definitions(jobDefinitions=sorted(definitions))["jobDefinitions"]
+    assert described and {d["containerProperties"]["image"] for d in described} == {IMAGE}
+    assert "test.staging" in json.dumps(states["start"]), "the --branch names the deployment"
+
+
+def test_deploy_flows_puts_the_image_and_the_branch_into_the_argo_workflow(moto_server, deploy_spec):
+    proc = deploy_flows("argo-json", {**KUBE_ENV, **deploy_spec, "LOOPML_IMAGE": IMAGE}, "--production")
+    assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
+    doc = _json_document(proc.stdout[proc.stdout.index("\n{") :])
+    assert doc["metadata"]["name"].startswith("loopml.prod."), doc["metadata"]["name"]
+    images = {t["container"]["image"] for t in doc["spec"]["templates"] if "container" in t}
+    assert images == {IMAGE}, images
+
+
+def test_deploy_flows_refuses_to_deploy_without_the_image(deploy_spec):
+    env = {**deploy_spec, "LOOPML_IMAGE": ""}
+    for command in ("sfn-create", "argo-create", "train-batch"):
+        proc = deploy_flows(command, env)
+        assert proc.returncode == 2 and "LOOPML_IMAGE" in proc.stderr, (command, proc.stderr)
+        assert proc.stdout == ""  # nothing was run
