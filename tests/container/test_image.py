@@ -1,4 +1,4 @@
-"""The one image, run: the cycle inside it on Metaflow, and the scheduled job through `sam local invoke`.
+"""The one image, run: the cycle inside it on Metaflow, and the container form of the API.
 
 Both against a moto S3/SNS server on the host (the containers use the host network). The image is built from
 this tree first (`make image-podman`: a Debian trixie base from debootstrap, the host-made wheelhouse), so a
@@ -8,9 +8,7 @@ broken Dockerfile, a wheel without its flows or a dependency missing on Python 3
    spec's threshold is set above what the data allows, so that monitoring alerts), then one cycle of CycleFlow
    (`loopml run-schedule`) scores a week, monitors it with NannyML, decides to retrain and trains a challenger that
    the gate keeps as challenger. The store is then read from the host.
-2. The scheduled job (`localhost/loopml:lambda`, the template's CycleFunction) invoked by `sam local invoke` with
-   an EventBridge scheduled event (`sam local generate-event cloudwatch scheduled-event`) through podman: it
-   scores the next day and monitors; invoked again with the same event (a Lambda retry) it changes nothing.
+2. The container form of the API: the image's default command serves the champion over HTTP.
 
 Skipped only when podman cannot be set up on this machine (not root, no apt); `.ci/run` sets it up and sets
 LOOPML_REQUIRE_CONTAINERS=1, so in CI a machine without podman fails instead of skipping.
@@ -26,7 +24,6 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from _support import BUCKET, list_keys, put_parquet, small_spec
@@ -67,8 +64,8 @@ def images() -> dict[str, str]:
         pytest.skip(f"podman cannot be set up on this machine ({why}); `bash infra/containers.sh all` sets it up")
     started = time.monotonic()
     build = _ok(_sh(["make", "--no-print-directory", "image-podman", f"VPY={sys.executable}", "WHEELHOUSE_DEPS="]))
-    sizes = {line.split(":")[0].removeprefix("image "): line.split(": ", 1)[1]
-             for line in build.stdout.splitlines() if line.startswith("image ")}
+    sizes = dict(line.removeprefix("image ").rsplit(": ", 1) for line in build.stdout.splitlines()
+                 if line.startswith("image "))
     print(f"\nimage build: {time.monotonic() - started:.0f} s; sizes: {sizes}")
     return sizes
 
@@ -99,6 +96,8 @@ def project(moto_server, s3, car_loan, tmp_path_factory) -> dict:
                       retraining={"max_age_days": 365, "consecutive_chunks": 1})
     folder = tmp_path_factory.mktemp("container-project")
     (folder / "project.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    folder.chmod(0o755)  # mounted read-only into the image, whose user is not root
+    (folder / "project.yaml").chmod(0o644)
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/project.yaml", Body=(folder / "project.yaml").read_bytes())
     sns = _client(moto_server, "sns")
     topic = sns.create_topic(Name="loopml-container-alerts")["TopicArn"]
@@ -161,81 +160,34 @@ def test_the_image_runs_as_a_non_root_user_without_build_tools(images) -> None:
     assert lines[-2] == "0" and lines[-1].startswith("/opt/loopml/lib/python3.13/site-packages/loopml/flows"), out
 
 
-@pytest.fixture(scope="module")
-def podman_service(images):
-    """A podman system service for the SAM CLI (DOCKER_HOST), stopped afterwards."""
-    _ok(_sh(["bash", "infra/containers.sh", "service-start"]))
+def test_the_image_serves_the_champion_over_http(cycled, moto_server, project) -> None:
+    """The container form of the API (Cloud Run, ECS, Kubernetes): the image's default command, on $PORT."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**moto_server["env"], "LOOPML_STORE": STORE, "PORT": str(port)}
+    cmd = ["podman", "run", "-d", "--rm", "--network", "host"]
+    for k, v in env.items():
+        cmd += ["-e", f"{k}={v}"]
+    cid = _ok(_sh([*cmd, IMAGE])).stdout.strip()
     try:
-        env = dict(line.removeprefix("export ").split("=", 1)
-                   for line in _ok(_sh(["bash", "infra/containers.sh", "env"])).stdout.splitlines())
-        yield env
+        row = project["new"].drop(columns=["id", "timestamp"], errors="ignore").iloc[0]
+        body = json.dumps({"row": {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}}).encode()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
+                                                 headers={"content-type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        assert answer["model_version"] == 1 and len(answer["predictions"]) == 1, answer
     finally:
-        _sh(["bash", "infra/containers.sh", "service-stop"])
-
-
-def _local_template(tmp: Path, env: dict[str, str]) -> Path:
-    """template.yaml's CycleFunction as `sam local` runs it here: the image built above (a deploy builds it with
-    `sam build` and pushes it), the template's own variables with values for the moto server."""
-    from cfnlint.decode import decode_str
-
-    template, errors = decode_str((REPO / "template.yaml").read_text())
-    assert not errors, errors
-    fn = template["Resources"]["CycleFunction"]
-    props = {k: v for k, v in fn["Properties"].items() if k in ("PackageType", "ImageConfig", "Architectures",
-                                                                    "Timeout", "EphemeralStorage")}
-    names = set(fn["Properties"]["Environment"]["Variables"])
-    assert names <= set(env), (names, env)
-    props.update(ImageUri=IMAGE_LAMBDA, MemorySize=3008, Environment={"Variables": env})
-    local = {"AWSTemplateFormatVersion": "2010-09-09", "Transform": "AWS::Serverless-2016-10-31",
-             "Resources": {"CycleFunction": {"Type": "AWS::Serverless::Function", "Properties": props}}}
-    path = tmp / "template.json"
-    path.write_text(json.dumps(local))
-    return path
-
-
-def _invoke(sam_env: dict[str, str], template: Path, event: Path) -> tuple[dict, float]:
-    started = time.monotonic()
-    proc = _ok(_sh([str(SAM), "local", "invoke", "CycleFunction", "-t", str(template), "-e", str(event),
-                    "--docker-network", "host", "--skip-pull-image"], env=sam_env))
-    took = time.monotonic() - started
-    body = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "errorMessage" not in body, (body, proc.stderr[-4000:])
-    return body, took
-
-
-def test_the_scheduled_job_runs_the_next_cycle_from_an_eventbridge_event(cycled, podman_service, moto_server, s3,
-                                                                         project, tmp_path) -> None:
-    if not SAM.exists():
-        _ok(_sh(["bash", "-c", "source infra/lib.sh && ensure_sam"]))
-    moto = moto_server["env"]
-    sam_env = {**os.environ, **podman_service, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
-    sam_env.pop("AWS_ENDPOINT_URL", None)  # the SAM CLI itself talks to no AWS endpoint
-    # a real EventBridge scheduled event, with the time its schedule fires the day after NEXT (01:30 UTC)
-    event = json.loads(_ok(_sh([str(SAM), "local", "generate-event", "cloudwatch", "scheduled-event"],
-                               env=sam_env)).stdout)
-    assert event["detail-type"] == "Scheduled Event"
-    event["time"] = f"{NEXT + timedelta(days=1)}T01:30:00Z"
-    event_path = tmp_path / "event.json"
-    event_path.write_text(json.dumps(event))
-    function_env = {"LOOPML_STORE": STORE, "LOOPML_SPEC": f"s3://{BUCKET}/{PREFIX}/project.yaml",
-                    "LOOPML_SNS_TOPIC_ARN": project["topic"], "LOOPML_WINDOW_DAYS": "7",
-                    "AWS_ENDPOINT_URL": moto["AWS_ENDPOINT_URL"], "NANNYML_DISABLE_USAGE_LOGGING": "1"}
-    template = _local_template(tmp_path, function_env)
-
-    summary, took = _invoke(sam_env, template, event_path)
-    print(f"\nscheduled job (sam local invoke, container image, cold): {took:.0f} s; {summary}")
-    assert summary["day"] == NEXT.isoformat()
-    expected_rows = int((pd.to_datetime(project["new"]["timestamp"]).dt.date == NEXT).sum())
-    assert summary["scored"]["rows"] == expected_rows > 0 and summary["scored"]["version"] == 1
-    assert summary["monitoring"]["rows"] > 0
-    assert any("/predictions/" in k and NEXT.isoformat() in k for k in list_keys(s3, f"{PREFIX}/"))
-
-    # Lambda retries a failed asynchronous invocation with the same event: the second run changes nothing
-    before = list_keys(s3, f"{PREFIX}/monitoring/")
-    again, _ = _invoke(sam_env, template, event_path)
-    assert again["day"] == summary["day"] and again["monitoring"]["new_alerts"] == 0
-    assert again["decision"]["key"] == summary["decision"]["key"]
-    after = list_keys(s3, f"{PREFIX}/monitoring/")
-    assert [k for k in after if "/alerts/" in k or "/decisions/" in k] == \
-        [k for k in before if "/alerts/" in k or "/decisions/" in k]
+        _sh(["podman", "rm", "-f", cid])
