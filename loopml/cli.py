@@ -239,10 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     from loopml.flowrun import FlowFailed
     from loopml.registry import RegistryError
     from loopml.spec import SpecError
+    from loopml.storage import StoreError  # names the bucket/key or file
 
     try:
         args.fn(args)
-    except (SpecError, DataError, RegistryError, FlowFailed, ValidationError, ValueError, FileNotFoundError) as err:
+    except (SpecError, DataError, RegistryError, StoreError, FlowFailed, ValidationError, ValueError,
+            FileNotFoundError) as err:
         sys.stderr.write(f"loopml {args.command}: {err}\n")
         return 2
     return 0

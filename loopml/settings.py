@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     log_flush_seconds: float = Field(default=5.0, ge=0)
     log_flush_rows: int = Field(default=500, ge=1)
     sns_topic_arn: str | None = None
+    s3_timeout_seconds: float = Field(default=10.0, gt=0, description="connect and read timeout of each S3 request")
+    s3_max_attempts: int = Field(default=3, ge=1, description="attempts per S3 call (the first one included)")
+    s3_stall_log_seconds: float = Field(default=5.0, gt=0,
+                                        description="log what an S3 call is waiting for once it takes this long")
     root_path: str = Field(default="", description="URL prefix in front of the app, e.g. the API Gateway stage")
 
 

@@ -22,11 +22,11 @@ Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
 
 from __future__ import annotations
 
-from loopml.storage.base import KeyNotFound, Store
+from loopml.storage.base import CorruptObject, KeyNotFound, Store, StoreError
 from loopml.storage.local import LocalStore
 from loopml.storage.memory import MemoryStore
 
-__all__ = ["Store", "KeyNotFound", "LocalStore", "MemoryStore", "from_uri"]
+__all__ = ["Store", "StoreError", "KeyNotFound", "CorruptObject", "LocalStore", "MemoryStore", "from_uri"]
 
 
 def from_uri(uri: str) -> Store:

@@ -1,13 +1,22 @@
 """The Store port: the only way loopml touches persistent state.
 
 Keys are ``/``-separated relative paths (``registry/versions/0001/version.json``). Every adapter
-guarantees that ``put`` is atomic (a reader sees the old object or the new one, never half of one)
-and that ``put_new`` creates an object only if it does not exist yet (used to claim version numbers
-and ledger entries without a lock).
+guarantees that:
+
+* ``put`` is atomic: a reader sees the old object or the new one, never half of one;
+* ``put_new`` creates an object only if it does not exist yet (claims version numbers and ledger
+  entries without a lock);
+* ``put_if`` is a compare-and-swap on one key: it replaces the object only if it is still the one
+  ``get_versioned`` returned (its token), so two writers racing on one key never both win. Tokens
+  are opaque: the S3 ETag, a SHA-256 of the bytes elsewhere. A key written with ``put_if`` must only
+  ever be written with ``put_if`` (a plain ``put`` would bypass the comparison).
+
+Every failure is a :class:`StoreError` whose message names the object (bucket and key, or file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from abc import ABC, abstractmethod
@@ -16,14 +25,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pandas stays out of the serving path's imports
     import pandas as pd
 
-__all__ = ["Store", "KeyNotFound"]
+__all__ = ["Store", "StoreError", "KeyNotFound", "CorruptObject", "content_token", "encode_json"]
 
 
-class KeyNotFound(KeyError):
-    """No object under this key."""
+class StoreError(Exception):
+    """A store operation failed. The message names the object (s3://bucket/key or a file path), so
+    the CLI can print it as one line."""
+
+
+class KeyNotFound(StoreError, KeyError):
+    """No object under this key (a KeyError too, for callers that predate StoreError)."""
 
     def __str__(self) -> str:
         return f"not found in the store: {self.args[0]}"
+
+
+class CorruptObject(StoreError, ValueError):
+    """An object that exists but cannot be parsed (e.g. invalid JSON); the message names it."""
+
+
+def content_token(data: bytes) -> str:
+    """The compare-and-swap token of adapters without a native one: equal bytes, equal token. An
+    ABA swap back to identical bytes is harmless, since the caller would write the same thing."""
+    return hashlib.sha256(data).hexdigest()
 
 
 class Store(ABC):
@@ -42,12 +66,27 @@ class Store(ABC):
         """Create an object only if absent; False when the key already exists."""
 
     @abstractmethod
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and the token :meth:`put_if` compares; raises :class:`KeyNotFound`."""
+
+    @abstractmethod
+    def put_if(self, key: str, data: bytes, token: str | None) -> bool:
+        """Replace the object only if its token is still ``token`` (``None``: only if it does not
+        exist). False, with nothing written, when another writer got there first."""
+
+    @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix``, sorted."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove one object; a missing key is not an error."""
+
+    def require_existing(self) -> None:
+        """Raise :class:`StoreError` ("no such store: ...") when the root itself does not exist, so
+        that read-only commands do not mistake a mistyped path for an empty registry. An in-memory
+        store always exists."""
+        return None
 
     def exists(self, key: str) -> bool:
         try:
@@ -62,14 +101,21 @@ class Store(ABC):
     # JSON and DataFrames are built on bytes so that every adapter gets them for free;
     # an adapter may override the DataFrame pair with a native implementation (S3 uses awswrangler).
     def get_json(self, key: str) -> Any:
-        return json.loads(self.get(key))
+        return self.parse_json(key, self.get(key))
+
+    def parse_json(self, key: str, data: bytes) -> Any:
+        """JSON from an object's bytes; a parse error names the object instead of a bare position."""
+        try:
+            return json.loads(data)
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+            raise CorruptObject(f"{self.url(key)} is not valid JSON ({err})") from None
 
     def put_json(self, key: str, obj: Any) -> None:
-        self.put(key, _encode(obj))
+        self.put(key, encode_json(obj))
 
     def put_new_json(self, key: str, obj: Any) -> bool:
         """:meth:`put_new` for a JSON object: for append-only logs (ledger, alerts, decisions)."""
-        return self.put_new(key, _encode(obj))
+        return self.put_new(key, encode_json(obj))
 
     def read_parquet(self, key: str) -> pd.DataFrame:
         import pandas as pd
@@ -88,5 +134,6 @@ class Store(ABC):
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _encode(obj: Any) -> bytes:
+def encode_json(obj: Any) -> bytes:
+    """How every JSON object in the store is written: stable key order, readable diffs."""
     return json.dumps(obj, indent=1, sort_keys=True, default=str).encode()

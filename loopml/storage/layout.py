@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -13,6 +14,8 @@ REGISTRY = "registry"
 VERSIONS = f"{REGISTRY}/versions"
 ALIASES = f"{REGISTRY}/aliases"
 LEDGER = f"{REGISTRY}/ledger"
+RUNS = f"{REGISTRY}/runs"
+LEDGER_VOID = f"{REGISTRY}/ledger-void"
 PREDICTIONS = "predictions"
 PREDICTION_LOG = "prediction-log"
 FEEDBACK = "feedback"
@@ -30,6 +33,18 @@ def version_dir(version: int) -> str:
 
 def alias_key(alias: str) -> str:
     return f"{ALIASES}/{alias}.json"
+
+
+def ledger_key(alias: str, move: int) -> str:
+    """The ledger entry of an alias's ``move``-th move: one key per move, so writing it twice (a
+    re-run, a repair) is a no-op, never a second entry."""
+    return f"{LEDGER}/{alias}/{move:08d}.json"
+
+
+def run_key_path(run_key: str) -> str:
+    """Where the version registered by a run (e.g. a Metaflow run's pathspec) is claimed."""
+    digest = hashlib.sha256(run_key.encode()).hexdigest()[:40]
+    return f"{RUNS}/{digest}.json"
 
 
 def now_utc() -> datetime:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from loopml.storage.base import KeyNotFound, Store
+from loopml.storage.base import KeyNotFound, Store, content_token
 
 
 class MemoryStore(Store):
     def __init__(self, name: str = "test") -> None:
         self.uri = f"memory://{name}"
         self.objects: dict[str, bytes] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # makes put_new and put_if atomic between threads
 
     def get(self, key: str) -> bytes:
         try:
@@ -19,18 +19,28 @@ class MemoryStore(Store):
         except KeyError:
             raise KeyNotFound(key) from None
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, content_token(data)
+
     def put(self, key: str, data: bytes) -> None:
         self.objects[key] = bytes(data)
 
     def put_new(self, key: str, data: bytes) -> bool:
+        return self.put_if(key, data, None)
+
+    def put_if(self, key: str, data: bytes, token: str | None) -> bool:
         with self._lock:
-            if key in self.objects:
+            current = self.objects.get(key)
+            if (current is None) != (token is None):
+                return False
+            if current is not None and content_token(current) != token:
                 return False
             self.objects[key] = bytes(data)
             return True
 
     def list(self, prefix: str = "") -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix))
+        return sorted(k for k in list(self.objects) if k.startswith(prefix))
 
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)

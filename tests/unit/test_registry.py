@@ -199,3 +199,93 @@ def test_registered_real_model_carries_lineage_and_reference(trained):
     ref = reg.reference(reg.get(number))
     assert len(ref) == len(trained.splits.test)
     assert {"y_pred", "y_pred_proba", "repaid", "timestamp"} <= set(ref.columns)
+
+
+# registering once per run ------------------------------------------------------------------
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now, self.slept = now, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_a_retried_run_gets_its_first_version_back(registry):
+    run = "TrainFlow/1700000000000000"
+    first = registry.register({"model.joblib": b"a"}, {"name": "t"}, run_key=run)
+    again = registry.register({"model.joblib": b"a-retry"}, {"name": "t"}, run_key=run)
+    assert again.number == first.number == 1
+    assert registry.versions() == [1]
+    assert registry.get(1).meta["run_key"] == run
+    assert registry.register({"model.joblib": b"b"}, {"name": "t"}, run_key="TrainFlow/2").number == 2
+
+
+def test_concurrent_attempts_of_one_run_register_one_version(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loopml.storage import LocalStore
+
+    reg = Registry(LocalStore(tmp_path))
+    with ThreadPoolExecutor(4) as pool:
+        numbers = set(pool.map(lambda i: reg.register({"model.joblib": f"m{i}".encode()}, {"name": "t"},
+                                                      run_key="TrainFlow/9").number, range(4)))
+    assert len(numbers) == 1 and reg.versions() == sorted(numbers)
+
+
+def test_a_crashed_attempt_does_not_block_the_retry_for_longer_than_the_grace(store):
+    from loopml.storage.base import encode_json
+    from loopml.storage.layout import run_key_path
+
+    clock = FakeClock()
+    # the first attempt claimed number 1 for the run and died before version.json
+    store.put_new(f"{version_dir(1)}/claim.json", b"{}")
+    store.put_new(run_key_path("TrainFlow/5"), encode_json({"run_key": "TrainFlow/5", "version": 1, "owner": "dead",
+                                                             "claimed_at": "2023-11-14T22:13:20+00:00"}))
+    reg = Registry(store, claim_grace=60, clock=clock, sleep=clock.sleep)
+    v = reg.register({"model.joblib": b"m"}, {"name": "t"}, run_key="TrainFlow/5")
+    assert 0 < clock.slept <= 60  # it waited for the claim's writer, then took over
+    assert (v.number, reg.versions()) == (2, [2])
+    assert reg.register({"model.joblib": b"m"}, {"name": "t"}, run_key="TrainFlow/5").number == 2
+
+
+def test_a_corrupt_run_claim_is_taken_over(store):
+    from loopml.storage.layout import run_key_path
+
+    store.put(run_key_path("TrainFlow/6"), b"{half")
+    reg = Registry(store, claim_grace=60)
+    assert reg.register({"model.joblib": b"m"}, {"name": "t"}, run_key="TrainFlow/6").number == 1
+
+
+def test_a_writer_whose_claim_was_taken_over_yields_to_the_new_one():
+    clock = FakeClock()
+
+    class Stalling(MemoryStore):
+        """Runs ``during`` once, when the first artifact is written: the first writer stalls there."""
+        during = None
+
+        def put(self, key, data):
+            if self.during and key.endswith("model.joblib"):
+                during, self.during = self.during, None
+                during()
+            super().put(key, data)
+
+    store = Stalling()
+    taken: list[int] = []
+
+    def retry_takes_over() -> None:
+        clock.now += 61  # the stalled writer's claim is now stale
+        taken.append(Registry(store, claim_grace=60, clock=clock).register(
+            {"model.joblib": b"retry"}, {"name": "t"}, run_key="TrainFlow/7").number)
+
+    store.during = retry_takes_over
+    late = Registry(store, claim_grace=60, clock=clock).register({"model.joblib": b"late"}, {"name": "t"},
+                                                                 run_key="TrainFlow/7")
+    assert taken == [2] and late.number == 2
+    reg = Registry(store)
+    assert reg.versions() == [2]
+    assert reg.artifact(reg.get(2), "model.joblib") == b"retry"
+    assert store.exists(f"{version_dir(1)}/claim.json")  # the abandoned number: doctor's to clean
