@@ -289,3 +289,187 @@ def test_a_writer_whose_claim_was_taken_over_yields_to_the_new_one():
     assert reg.versions() == [2]
     assert reg.artifact(reg.get(2), "model.joblib") == b"retry"
     assert store.exists(f"{version_dir(1)}/claim.json")  # the abandoned number: doctor's to clean
+
+
+# alias moves: compare-and-swap, history, refusals ---------------------------------------------
+def test_rollback_to_then_a_plain_rollback_never_moves_forward(registry):
+    for t in "abcd":
+        _register(registry, t)
+    for n in (1, 2, 3, 4):
+        registry.promote(n, why=f"v{n}")
+    registry.rollback(why="all bad since 1", to=1)
+    assert registry.champion_history() == [1]
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback(why="again")
+    assert registry.alias(CHAMPION) == 1
+
+
+def test_rollback_to_a_version_never_champion_replaces_the_bad_one(registry):
+    for t in "abcd":
+        _register(registry, t)
+    for n in (1, 3):
+        registry.promote(n, why=f"v{n}")
+    registry.rollback(why="3 is bad, 2 is fine", to=2)
+    assert registry.champion_history() == [1, 2]
+    registry.rollback(why="2 too")
+    assert registry.alias(CHAMPION) == 1  # back, never forward to 3
+
+
+class _Barrier(MemoryStore):
+    """Once armed, the first two reads of the champion alias wait for each other: both writers read
+    it before either writes, the race a compare-and-swap must settle."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.waiting = 0
+        self.count = threading.Lock()
+
+    def get_versioned(self, key):
+        got = super().get_versioned(key)
+        if key.endswith("aliases/champion.json"):
+            with self.count:
+                wait, self.waiting = self.waiting > 0, max(self.waiting - 1, 0)
+            if wait:
+                self.barrier.wait()
+        return got
+
+
+def test_two_concurrent_promotes_exactly_one_wins():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loopml.registry import ConcurrentMove
+
+    store = _Barrier()
+    reg = Registry(store)
+    for t in "abc":
+        _register(reg, t)
+    reg.promote(1, why="first")
+    store.waiting = 2
+
+    def promote(n: int) -> str:
+        try:
+            return f"won {reg.promote(n, why=f'v{n}')['to']}"
+        except ConcurrentMove as err:
+            return f"lost: {err}"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(promote, (2, 3)))
+    won = [o for o in outcomes if o.startswith("won")]
+    assert len(won) == 1, outcomes
+    lost = next(o for o in outcomes if o.startswith("lost"))
+    assert "was moved while this command ran" in lost and "nothing was changed" in lost
+    winner = int(won[0].split()[1])
+    assert reg.alias(CHAMPION) == winner
+    assert [(e["from"], e["to"]) for e in reg.ledger(CHAMPION)] == [(None, 1), (1, winner)]
+
+
+def test_promote_refuses_a_tampered_version_unless_forced(three, store):
+    three.promote(1, why="first")
+    key = three.get(2).artifacts["model.joblib"]["key"]
+    store.put(key, b"tampered")
+    with pytest.raises(RegistryError, match=r"does not match its recorded SHA-256.*loopml promote 2 --force"):
+        three.promote(2, why="x")
+    assert three.alias(CHAMPION) == 1 and len(three.ledger()) == 1
+    entry = three.promote(2, why="incident: the hash record is wrong", force=True)
+    assert entry["forced"] is True and "SHA-256" in entry["overrode"][0]
+    assert three.ledger()[-1]["forced"] is True
+
+
+def test_a_version_that_failed_its_gates_needs_force(registry):
+    ok = registry.register({"model.joblib": b"ok"}, {"gates": {"passes": True, "reasons": []}}).number
+    bad = registry.register({"model.joblib": b"bad"},
+                            {"gates": {"passes": False, "reasons": ["test roc_auc 0.61 misses the threshold"]}}).number
+    with pytest.raises(RegistryError, match=r"failed its gates \(test roc_auc 0.61.*--force"):
+        registry.promote(bad, why="manual")
+    registry.promote(ok, why="fine")
+    registry.promote(bad, why="I know", force=True)
+    registry.rollback(why="back", to=ok)
+    with pytest.raises(RegistryError, match=f"loopml rollback --to {bad} --force"):
+        registry.rollback(why="forward again", to=bad)
+    assert registry.alias(CHAMPION) == ok
+    assert [e["forced"] for e in registry.ledger(CHAMPION)] == [False, True, False]
+
+
+def test_promoting_the_challenger_clears_the_challenger_alias(three):
+    from loopml.registry import CHALLENGER
+
+    three.promote(1, why="first")
+    three.set_alias(CHALLENGER, 2, why="shadow", action="challenger")
+    three.promote(2, why="won its match")
+    assert three.alias(CHALLENGER) is None
+    assert [(e["to"], e["action"]) for e in three.ledger(CHALLENGER)] == [(2, "challenger"), (None, "clear")]
+    three.set_alias(CHALLENGER, 3, why="next one", action="challenger")
+    three.promote(1, why="unrelated")  # another version: the challenger stays
+    assert three.alias(CHALLENGER) == 3
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b"[]", b'{"version": "two"}', b""])
+def test_a_corrupt_alias_never_blocks_promote_or_rollback(three, store, garbage):
+    three.promote(1, why="a")
+    three.promote(2, why="b")
+    store.put("registry/aliases/champion.json", garbage)
+    assert three.alias(CHAMPION) == 2  # the ledger's account
+    three.promote(3, why="c")
+    assert three.champion_history() == [1, 2, 3]
+    three.rollback(why="c bad")
+    assert three.alias(CHAMPION) == 2
+    assert [e["to"] for e in three.ledger(CHAMPION)] == [1, 2, 3, 2]
+
+
+def test_a_kill_between_the_alias_and_its_ledger_entry_loses_nothing(three):
+    """The alias moved; the process died before the ledger entry: the entry is in the alias, every
+    read of the ledger shows it, and the next move writes it down."""
+
+    class DiesBeforeLedger(MemoryStore):
+        def put_new(self, key, data):
+            if "/ledger/" in key:
+                raise KeyboardInterrupt("killed")
+            return super().put_new(key, data)
+
+    store = DiesBeforeLedger()
+    store.objects = dict(three.store.objects)
+    reg = Registry(store)
+    with pytest.raises(KeyboardInterrupt):
+        reg.promote(1, why="a")
+    assert reg.alias(CHAMPION) == 1
+    assert [e["to"] for e in reg.ledger(CHAMPION)] == [1]
+    healthy = Registry(MemoryStore())
+    healthy.store.objects = store.objects  # same objects, a store that no longer dies
+    healthy.promote(2, why="b")
+    assert [k.split("/")[-1] for k in healthy.store.list("registry/ledger/")] == ["00000001.json", "00000002.json"]
+    healthy.rollback(why="b bad")
+    assert healthy.alias(CHAMPION) == 1
+
+
+def test_legacy_ledger_entries_for_moves_that_never_happened_are_ignored(store):
+    """The old code wrote the ledger before the alias: a kill in between left 1 -> 2 in the ledger
+    while the alias stayed at 1. History is derived from the alias back, so it skips that entry."""
+    reg = Registry(store)
+    for t in "abc":
+        _register(reg, t)
+    for n, (f, t) in enumerate([(None, 1), (1, 2)], start=1):
+        store.put_json(f"registry/ledger/{n:08d}.json", {"when": f"2026-01-0{n}T00:00:00+00:00", "who": "old",
+                                                          "alias": CHAMPION, "from": f, "to": t, "action": "promote",
+                                                          "why": "legacy"})
+    store.put_json("registry/aliases/champion.json", {"version": 1, "since": "2026-01-01T00:00:00+00:00"})
+    assert reg.champion_history() == [1]
+    reg.promote(3, why="new")
+    assert reg.champion_history() == [1, 3]
+    reg.rollback(why="3 bad")
+    assert reg.alias(CHAMPION) == 1  # the old stack popped the phantom: it went to 2
+
+
+def test_json_errors_name_the_file(three, store):
+    from loopml.storage import CorruptObject
+
+    three.promote(1, why="a")
+    store.put(f"{version_dir(2)}/version.json", b"{broken")
+    with pytest.raises(CorruptObject, match="registry/versions/0002/version.json is not valid JSON"):
+        three.get(2)
+    key = store.list("registry/ledger/")[0]
+    store.put(key, b"NaN]")
+    with pytest.raises(CorruptObject, match=f"{key} is not valid JSON"):
+        three.ledger()
