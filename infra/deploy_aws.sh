@@ -63,8 +63,8 @@ echo "scheduled cycle: $(stack_output "$STACK_NAME" CycleFunctionName), reads $(
 echo "jobs' IAM policy (for a Metaflow stack's AdditionalWorkerPolicyArn): $(stack_output "$STACK_NAME" JobPolicyArn)"
 
 if [[ -d "$LOCAL_STORE/registry" ]]; then
-  echo "== publishing $LOCAL_STORE/registry to $STORE_URI"
-  "$SAM_PYTHON" infra/sync_store.py --from "$LOCAL_STORE" --to "$STORE_URI"
+  echo "== publishing $LOCAL_STORE to $STORE_URI (missing versions only; remote aliases and ledger untouched)"
+  publish_registry "$LOCAL_STORE" "$STORE_URI"
 else
   echo "== no registry in $LOCAL_STORE: nothing published (train on AWS with infra/deploy_flows.sh)"
 fi

@@ -6,7 +6,6 @@ CFN_LINT_VERSION="1.58.0"
 LOOPML_TOOLS_DIR="${LOOPML_TOOLS_DIR:-/opt/loopml-tools}"
 SAM_VENV="$LOOPML_TOOLS_DIR/sam-venv"
 SAM="$SAM_VENV/bin/sam"
-# The venv's Python has boto3 (a SAM CLI dependency): enough for infra/sync_store.py.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 SAM_PYTHON="$SAM_VENV/bin/python"
 HOST_PYTHON="${PYTHON:-python3}"
@@ -37,4 +36,22 @@ sha256_hex() {
 
 new_api_key() {
   "$HOST_PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))'
+}
+
+# Publish a local store's registry to a remote store: `loopml publish` copies only the versions missing
+# there and never writes its aliases or ledger. Only when the remote has no champion yet (a first
+# deploy) is the local champion promoted there, through `loopml promote`, so it has a ledger entry;
+# after that the remote champion moves only by `loopml promote/rollback --store <remote>`.
+# Needs loopml importable by $HOST_PYTHON (the project's venv).
+publish_registry() {
+  local from="$1" to="$2" champion_of remote local_champion
+  champion_of='import sys; from loopml.registry import Registry; from loopml.storage import from_uri; print(Registry(from_uri(sys.argv[1])).alias() or "")'
+  "$HOST_PYTHON" -m loopml.cli publish --store "$from" --to "$to"
+  remote="$("$HOST_PYTHON" -c "$champion_of" "$to")"
+  local_champion="$("$HOST_PYTHON" -c "$champion_of" "$from")"
+  if [[ -z "$remote" && -n "$local_champion" ]]; then
+    "$HOST_PYTHON" -m loopml.cli promote "$local_champion" --store "$to" --why "first deploy: the local champion of $from"
+  elif [[ -n "$remote" ]]; then
+    echo "remote champion stays version $remote (move it with: loopml promote N --store $to --why ...)"
+  fi
 }

@@ -63,8 +63,8 @@ STORE_URI="$(stack_output "$STACK_NAME" StoreUri)"
 TOPIC_ARN="$(stack_output "$STACK_NAME" AlertTopicArn)"
 API_URL="$AWS_ENDPOINT_URL/restapis/$API_ID/$STAGE/_user_request_"
 
-echo "== publishing $LOCAL_STORE/registry to $STORE_URI"
-"$SAM_PYTHON" infra/sync_store.py --from "$LOCAL_STORE" --to "$STORE_URI"
+echo "== publishing $LOCAL_STORE to $STORE_URI (missing versions only; remote aliases and ledger untouched)"
+publish_registry "$LOCAL_STORE" "$STORE_URI"
 
 echo "== calling $API_URL"
 # The first call starts the Lambda container (image pull on a fresh machine): allow time.

@@ -15,10 +15,15 @@ def echo(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def _store(args: argparse.Namespace):
+def _store(args: argparse.Namespace, existing: bool = False):
+    """The store of ``--store`` (or the settings). ``existing``: for commands that only read, a store
+    that does not exist is an error ("no such store"), not an empty registry."""
     from loopml.storage import from_uri
 
-    return from_uri(args.store or get_settings().store)
+    store = from_uri(args.store or get_settings().store)
+    if existing:
+        store.require_existing()
+    return store
 
 
 def _dates(args: argparse.Namespace) -> tuple[date, date]:
@@ -47,15 +52,44 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_promote(args: argparse.Namespace) -> None:
     from loopml.registry import Registry
 
-    entry = Registry(_store(args)).promote(args.version, why=args.why)
-    echo(f"champion: {entry['from']} -> {entry['to']} ({entry['why']})")
+    entry = Registry(_store(args)).promote(args.version, why=args.why, force=args.force)
+    echo(f"champion: {entry['from']} -> {entry['to']} ({entry['why']}){_forced(entry)}")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
     from loopml.registry import Registry
 
-    entry = Registry(_store(args)).rollback(why=args.why, to=args.to)
-    echo(f"champion rolled back: {entry['from']} -> {entry['to']} ({entry['why']})")
+    entry = Registry(_store(args)).rollback(why=args.why, to=args.to, force=args.force)
+    echo(f"champion rolled back: {entry['from']} -> {entry['to']} ({entry['why']}){_forced(entry)}")
+
+
+def _forced(entry: dict[str, Any]) -> str:
+    return "; FORCED over: " + "; ".join(entry["overrode"]) if entry.get("forced") else ""
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from loopml.doctor import DoctorFound, examine
+
+    store = _store(args, existing=True)
+    findings = examine(store, repair=args.repair, grace_seconds=args.grace_hours * 3600)
+    for f in findings:
+        echo(f.line())
+    left = [f for f in findings if not f.repaired]
+    if left:
+        raise DoctorFound(f"{len(left)} problem(s) in {store.uri}"
+                          + ("; `loopml doctor --repair` fixes those marked repairable" if any(f.repair for f in left)
+                             else ""))
+    echo(f"{store.uri}: registry healthy" + (f" ({len(findings)} repaired)" if findings else ""))
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from loopml.publish import publish
+    from loopml.storage import from_uri
+
+    source, dest = _store(args, existing=True), from_uri(args.to)
+    report = publish(source, dest, dry_run=args.dry_run, say=echo)
+    echo(f"published to {dest.uri}: {len(report.copied)} version(s) {'to copy' if args.dry_run else 'copied'} "
+         f"{report.copied}, {len(report.already_there)} already there; aliases and ledger untouched")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -107,7 +141,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     from loopml.inspect import status
 
-    s = status(_store(args))
+    s = status(_store(args, existing=True))
     if args.json:
         echo(json.dumps(s, indent=1, default=str))
         return
@@ -150,7 +184,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from loopml.inspect import compare
 
-    rows = compare(_store(args), args.a, args.b)
+    rows = compare(_store(args, existing=True), args.a, args.b)
     width = max(len(k) for k, _, _ in rows)
     echo(f"{'':<{width}}  {'v' + str(args.a):<40}  v{args.b}")
     for k, a, b in rows:
@@ -166,8 +200,9 @@ def _short(v: Any) -> str:
 def cmd_ledger(args: argparse.Namespace) -> None:
     from loopml.registry import Registry
 
-    for e in Registry(_store(args)).ledger():
-        echo(f"{e['when']}  {e['who']:<10} {e['alias']:<10} {e['from']} -> {e['to']}  [{e['action']}] {e['why']}")
+    for e in Registry(_store(args, existing=True)).ledger():
+        action = f"{e['action']}, forced" if e.get("forced") else e["action"]
+        echo(f"{e['when']}  {e['who']:<10} {e['alias']:<10} {e['from']} -> {e['to']}  [{action}] {e['why']}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -196,9 +231,20 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("promote", cmd_promote, "make a version the champion")
     sp.add_argument("version", type=int)
     sp.add_argument("--why", required=True, help="recorded in the ledger")
-    sp = cmd("rollback", cmd_rollback, "put the previous champion back")
+    sp.add_argument("--force", action="store_true",
+                    help="promote even if the version fails its SHA-256 check or its gates (recorded as forced)")
+    sp = cmd("rollback", cmd_rollback, "put back the champion the current one replaced")
     sp.add_argument("--to", type=int, default=None, help="a specific version (default: the previous champion)")
     sp.add_argument("--why", required=True, help="recorded in the ledger")
+    sp.add_argument("--force", action="store_true",
+                    help="roll back even to a version failing its SHA-256 check or its gates (recorded as forced)")
+    sp = cmd("doctor", cmd_doctor, "check aliases, ledger, versions and artifacts; --repair fixes what is safe")
+    sp.add_argument("--repair", action="store_true")
+    sp.add_argument("--grace-hours", type=float, default=1.0,
+                    help="leftovers younger than this may belong to a run in progress and are left alone")
+    sp = cmd("publish", cmd_publish, "copy versions missing at another store there (never its aliases or ledger)")
+    sp.add_argument("--to", required=True, help="destination store, e.g. s3://bucket/prefix")
+    sp.add_argument("--dry-run", action="store_true")
     sp = cmd("serve", cmd_serve, "serve the champion over HTTP with uvicorn")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)

@@ -362,6 +362,7 @@ class Registry:
     def promote(self, number: int, why: str, who: str | None = None, force: bool = False) -> dict[str, Any]:
         state = self.read_alias(CHAMPION)
         if state.version == number:
+            self._clear_challenger(number, who)  # a re-run after a kill finishes what the first run began
             raise RegistryError(f"version {number} is already the champion")
         overrode = self._vet(number, force, f"loopml promote {number} --force --why ...")
         entry = self._move(state, number, why, "promote", who, overrode)

@@ -7,8 +7,14 @@ Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
     registry/versions/<NNNN>/version.json        metadata; written last, so a version exists only when complete
     registry/versions/<NNNN>/model.onnx|.joblib  artifacts, each checked against its SHA-256 before loading
     registry/versions/<NNNN>/reference.parquet   test-period features, predictions, targets (NannyML reference)
-    registry/aliases/<alias>.json                e.g. champion, challenger: one PUT, so switching is atomic
-    registry/ledger/<NNNNNNNN>.json              append-only, numbered: every alias change (when, who, from, to, why)
+    registry/versions/<NNNN>/claim.json          the number's claim (create-if-absent) and its time
+    registry/runs/<sha256(run key)>.json         the version a run registered: a retried step gets it back
+    registry/aliases/<alias>.json                champion, challenger: moved by compare-and-swap (put_if);
+                                                 holds its move number, that move's ledger entry, the history
+    registry/ledger/<alias>/<NNNNNNNN>.json      one per move that happened, keyed by move number, written
+                                                 after the alias moved (when, who, from, to, why, forced)
+    registry/ledger/<NNNNNNNN>.json              the flat ledger of older versions: read, never written
+    registry/ledger-void/...                     entries `loopml doctor --repair` set aside (moves that never happened)
     predictions/date=<YYYY-MM-DD>/part.parquet   batch scores; a re-run replaces the partition in one PUT
     prediction-log/date=<YYYY-MM-DD>/<id>.jsonl  API predictions (id, time, features, outputs, version)
     feedback/date=<YYYY-MM-DD>/<id>.json         ground-truth labels by prediction id

@@ -281,7 +281,7 @@ def test_tampered_new_champion_is_refused_and_the_old_one_keeps_serving(linear_t
     v2 = linear_trained.register(store, promote=False)
     key = registry.get(v2).artifacts["model.onnx"]["key"]
     store.put(key, store.get(key)[:-10] + b"0123456789")
-    registry.promote(v2, why="tampered after registration")
+    registry.promote(v2, why="tampered after registration", force=True)  # promote itself refuses it
     clock.advance(10)
     model = server.current()
     assert model.version == v1
@@ -314,7 +314,7 @@ def test_tampered_only_champion_means_503(linear_trained, store, registry, deps)
     v = linear_trained.register(store, promote=False)
     key = registry.get(v).artifacts["model.onnx"]["key"]
     store.put(key, b"not a model")
-    registry.promote(v, why="x")
+    registry.promote(v, why="x", force=True)  # promote itself refuses it
     with TestClient(create_app(deps)) as c:
         r = c.post("/predict", json={"row": {}}, headers=KEY)
     assert r.status_code == 503 and "refused version" in r.json()["detail"]

@@ -1,0 +1,88 @@
+"""`loopml publish`: copy a registry's versions to another store (e.g. a local store to S3 on deploy).
+
+A deploy must never overwrite what the destination decided. Publishing therefore:
+
+* copies only the versions missing at the destination, in the registry's own order (claim the
+  number, artifacts, reference, then ``version.json`` last), so a reader there never sees half a one;
+* refuses, before copying anything, a version number that exists there with different artifacts
+  (compared by SHA-256) or that is claimed there by a registration that never completed;
+* never touches the destination's aliases or ledger: its champion moves only through
+  ``loopml promote`` (or rollback) against that store, with a ledger entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from loopml.registry import ModelVersion, Registry, RegistryError
+from loopml.storage import Store
+from loopml.storage.base import encode_json
+from loopml.storage.layout import now_utc, version_dir
+
+__all__ = ["publish", "PublishReport", "PublishRefused"]
+
+
+class PublishRefused(RegistryError):
+    """The destination holds a different version under a number being published: nothing was copied."""
+
+
+@dataclass
+class PublishReport:
+    copied: list[int] = field(default_factory=list)
+    already_there: list[int] = field(default_factory=list)
+
+
+def _fingerprint(version: ModelVersion) -> dict[str, str]:
+    return {name: info["sha256"] for name, info in version.artifacts.items()}
+
+
+def _conflict(source: Registry, dest: Registry, n: int) -> str | None:
+    """Why number ``n`` cannot be published, or None when it is absent or identical there."""
+    there = dest.store.url(version_dir(n))
+    if not dest.store.exists(f"{version_dir(n)}/version.json"):
+        if dest.store.exists(f"{version_dir(n)}/claim.json"):
+            return (f"version {n} is claimed at {there} by a registration that has not completed "
+                    "(`loopml doctor --repair` there removes it once abandoned)")
+        return None
+    mine, theirs = _fingerprint(source.get(n)), _fingerprint(dest.get(n))
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        return f"version {n} exists at {there} with different artifacts ({', '.join(diff)} differ by SHA-256)"
+    return None
+
+
+def _copy(source: Registry, dest: Registry, version: ModelVersion) -> None:
+    n, base = version.number, version_dir(version.number)
+    claim = {"claimed_at": now_utc().isoformat(), "owner": f"publish from {source.store.uri}"}
+    if not dest.store.put_new_json(f"{base}/claim.json", claim):
+        raise PublishRefused(f"version {n} was claimed at {dest.store.url(base)} while publishing: "
+                             "something registers there; publish again to compare")
+    for name in version.artifacts:
+        dest.store.put(version.artifacts[name]["key"], source.artifact(version, name))  # checked by SHA-256
+    if version.meta.get("reference"):
+        dest.store.put(version.meta["reference"], source.store.get(version.meta["reference"]))
+    if not dest.store.put_new(f"{base}/version.json", encode_json(version.meta)):  # last: the version exists
+        raise PublishRefused(f"version {n} appeared at {dest.store.url(base)} while publishing")
+
+
+def publish(source: Store, dest: Store, dry_run: bool = False,
+            say: Callable[[str], None] = lambda _: None) -> PublishReport:
+    src, dst = Registry(source), Registry(dest)
+    numbers = src.versions()
+    if not numbers:
+        raise RegistryError(f"nothing to publish: no versions in the registry at {source.uri}")
+    conflicts = [c for n in numbers if (c := _conflict(src, dst, n))]
+    if conflicts:
+        raise PublishRefused("refusing to publish, nothing was copied: " + "; ".join(conflicts))
+    report = PublishReport()
+    for n in numbers:
+        if dest.exists(f"{version_dir(n)}/version.json"):
+            report.already_there.append(n)
+            continue
+        version = src.get(n)
+        say(f"{'would copy' if dry_run else 'copy'} version {n} ({', '.join(version.artifacts)}) -> {dest.url(version_dir(n))}")
+        if not dry_run:
+            _copy(src, dst, version)
+        report.copied.append(n)
+    return report
