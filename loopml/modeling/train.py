@@ -159,7 +159,7 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
         "fairness": ev.fairness, "importance": ev.importance, "gates": g,
         "registered_at": (as_of or datetime.now(UTC)).isoformat(),
     }
-    version = registry.register(artifacts, meta, ev.reference)
+    version = registry.register(artifacts, meta, ev.reference, run_key=run_key)
     decision = {"version": version.number, "gates": g, "promoted": False}
     if g["passes"] and promote:
         if registry.alias() != version.number:  # a retried step finds its version promoted already
