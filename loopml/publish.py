@@ -33,10 +33,6 @@ class PublishReport:
     already_there: list[int] = field(default_factory=list)
 
 
-def _fingerprint(version: ModelVersion) -> dict[str, str]:
-    return {name: info["sha256"] for name, info in version.artifacts.items()}
-
-
 def _conflict(source: Registry, dest: Registry, n: int) -> str | None:
     """Why number ``n`` cannot be published, or None when it is absent or identical there."""
     there = dest.store.url(version_dir(n))
@@ -45,7 +41,7 @@ def _conflict(source: Registry, dest: Registry, n: int) -> str | None:
             return (f"version {n} is claimed at {there} by a registration that has not completed "
                     "(`loopml doctor --repair` there removes it once abandoned)")
         return None
-    mine, theirs = _fingerprint(source.get(n)), _fingerprint(dest.get(n))
+    mine, theirs = source.get(n).record.fingerprint, dest.get(n).record.fingerprint
     if mine != theirs:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         return f"version {n} exists at {there} with different artifacts ({', '.join(diff)} differ by SHA-256)"
@@ -60,8 +56,8 @@ def _copy(source: Registry, dest: Registry, version: ModelVersion) -> None:
                              "something registers there; publish again to compare")
     for name in version.artifacts:
         dest.store.put(version.artifacts[name]["key"], source.artifact(version, name))  # checked by SHA-256
-    if version.meta.get("reference"):
-        dest.store.put(version.meta["reference"], source.store.get(version.meta["reference"]))
+    if version.record.reference:
+        dest.store.put(version.record.reference, source.store.get(version.record.reference))
     if not dest.store.put_new(f"{base}/version.json", encode_json(version.meta)):  # last: the version exists
         raise PublishRefused(f"version {n} appeared at {dest.store.url(base)} while publishing")
 

@@ -21,6 +21,7 @@ pandas is imported only where a DataFrame is asked for, so serving can use this 
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import logging
@@ -36,11 +37,12 @@ from loopml import faults
 from loopml.storage import CorruptObject, KeyNotFound, Store
 from loopml.storage.base import encode_json
 from loopml.storage.layout import ALIASES, LEDGER, VERSIONS, alias_key, ledger_key, run_key_path, version_dir
+from loopml.version_record import VersionRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Registry", "RegistryError", "ConcurrentMove", "IntegrityError", "ModelVersion", "AliasState",
+__all__ = ["Registry", "RegistryError", "ConcurrentMove", "IntegrityError", "ModelVersion", "VersionRecord", "AliasState",
            "CHAMPION", "CHALLENGER", "sha256"]
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,14 @@ def _epoch(iso: Any) -> float | None:
 
 @dataclass(frozen=True)
 class ModelVersion:
+    """A registered version: ``record`` is its typed ``version.json``; ``meta`` the same as written."""
+
     number: int
     meta: dict[str, Any]
+
+    @functools.cached_property
+    def record(self) -> VersionRecord:
+        return VersionRecord.model_validate(self.meta)
 
     @property
     def artifacts(self) -> dict[str, dict[str, Any]]:
@@ -243,10 +251,21 @@ class Registry:
         return sorted(int(k.split("/")[2]) for k in self.store.list(VERSIONS + "/") if k.endswith("/version.json"))
 
     def get(self, number: int) -> ModelVersion:
+        """The version, its record checked: a version.json that is not one names its file."""
+        from pydantic import ValidationError
+
+        key = f"{version_dir(number)}/version.json"
         try:
-            return ModelVersion(number, self.store.get_json(f"{version_dir(number)}/version.json"))
+            version = ModelVersion(number, self.store.get_json(key))
+            version.record  # noqa: B018  (validated here, once, so every reader can trust it)
         except KeyNotFound:
             raise RegistryError(f"no version {number} in the registry at {self.store.uri}") from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the record"
+            raise CorruptObject(f"{self.store.url(key)} is not a valid version record ({where}: {first['msg']})"
+                                ) from None
+        return version
 
     def artifact(self, version: ModelVersion, name: str) -> bytes:
         """The artifact's bytes, refused unless they match the recorded SHA-256."""
@@ -260,9 +279,9 @@ class Registry:
         return data
 
     def reference(self, version: ModelVersion) -> pd.DataFrame:
-        if not version.meta.get("reference"):
+        if not version.record.reference:
             raise RegistryError(f"version {version.number} has no reference set")
-        return self.store.read_parquet(version.meta["reference"])
+        return self.store.read_parquet(version.record.reference)
 
     def problems(self, version: ModelVersion) -> list[str]:
         """Why this version should not serve: artifacts missing or failing their SHA-256, failed gates."""
@@ -274,9 +293,9 @@ class Registry:
                 found.append(f"{self.store.url(info['key'])} does not match its recorded SHA-256")
             except KeyNotFound:
                 found.append(f"{self.store.url(info['key'])} is missing")
-        gates = version.meta.get("gates")
-        if isinstance(gates, dict) and gates.get("passes") is False:
-            found.append("it failed its gates (" + "; ".join(gates.get("reasons") or ["no reason recorded"]) + ")")
+        gates = version.record.gates
+        if gates is not None and not gates.passes:
+            found.append("it failed its gates (" + "; ".join(gates.reasons or ["no reason recorded"]) + ")")
         return found
 
     # aliases and the ledger --------------------------------------------------------------------

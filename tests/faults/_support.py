@@ -97,7 +97,7 @@ class StallProxy:
         """Back to plain pass-through."""
         with self._rule_lock:
             self._rule = None
-        self.mode = PASS
+        self.mode, self.matched, self.stalled = PASS, 0, 0
 
     def _apply_rule(self, chunk: bytes) -> str | None:
         with self._rule_lock:

@@ -195,6 +195,11 @@ def test_registered_real_model_carries_lineage_and_reference(trained):
     assert meta["lineage"]["spec_sha256"] == trained.spec.fingerprint()
     assert meta["data"]["fingerprint"] == trained.data.fingerprint
     assert meta["gates"]["passes"] is True
+    record = reg.get(number).record  # the same, typed
+    assert record.lineage.metaflow_run == meta["lineage"]["metaflow_run"]
+    assert record.gates.passes is True and record.data.fingerprint == trained.data.fingerprint
+    assert record.version == number and record.has_onnx and record.model_schema == meta["schema"]
+    assert set(record.fingerprint) == set(meta["artifacts"])
     assert reg.alias(CHAMPION) == number
     ref = reg.reference(reg.get(number))
     assert len(ref) == len(trained.splits.test)
@@ -473,3 +478,28 @@ def test_json_errors_name_the_file(three, store):
     store.put(key, b"NaN]")
     with pytest.raises(CorruptObject, match=f"{key} is not valid JSON"):
         three.ledger()
+
+
+# the typed version record ------------------------------------------------------------------------
+def test_the_record_keeps_what_it_does_not_type(registry):
+    v = registry.register({"model.joblib": b"m"}, {"name": "t", "tag": "custom", "schema": {"features": []}})
+    record = registry.get(v.number).record
+    assert record.name == "t" and record.model_schema == {"features": []} and record.gates is None
+    dumped = record.model_dump(mode="json", by_alias=True)
+    assert dumped["tag"] == "custom" and dumped["schema"] == {"features": []}
+    assert dumped["artifacts"]["model.joblib"]["sha256"] == sha256(b"m")
+
+
+@pytest.mark.parametrize(("broken", "named"), [
+    ({"version": 1, "created_at": "2026-01-01T00:00:00+00:00"}, "artifacts: Field required"),
+    ({"version": 1, "created_at": "yesterday", "artifacts": {"m": {"key": "k", "sha256": "0" * 64, "bytes": 1}}},
+     "created_at"),
+    ({"version": 1, "created_at": "2026-01-01T00:00:00+00:00",
+      "artifacts": {"m": {"key": "k", "sha256": "0" * 64, "bytes": 1}}, "gates": {"passes": "perhaps"}}, "gates.passes"),
+])
+def test_a_version_json_that_is_not_a_record_names_the_file_and_the_field(registry, store, broken, named):
+    from loopml.storage import CorruptObject
+
+    store.put_json(f"{version_dir(1)}/version.json", broken)
+    with pytest.raises(CorruptObject, match=rf"registry/versions/0001/version.json is not a valid version record \({named}"):
+        registry.get(1)

@@ -74,7 +74,9 @@ def test_challenger_must_beat_the_champion_by_the_spec_margin(trained, linear_tr
     won = challenge(store, with_margin(spec, gain * 0.5), challenger, None, None)
     assert won["promoted"] is True and registry.alias() == challenger
     assert challenge(store, spec, challenger, None, None)["promoted"] is True  # a retry: nothing moves
-    assert len(registry.ledger()) == ledger + 1
+    # two moves: the promotion, and the challenger alias it made stale cleared
+    assert [e["action"] for e in registry.ledger()[ledger:]] == ["promote", "clear"]
+    assert registry.alias(CHALLENGER) is None
 
 
 # ------------------------------------------------------------------------------------------ claims
