@@ -129,20 +129,23 @@ def run_cycle(spec: PathLike, day: date | str, *, store: PathLike | None = None,
     return result.summary()
 
 
-def promote(version: int, why: str, *, store: PathLike | None = None) -> dict[str, Any]:
-    """Make ``version`` the champion; the move is recorded in the ledger with ``why``. Returns the entry."""
+def promote(version: int, why: str, *, store: PathLike | None = None, force: bool = False) -> dict[str, Any]:
+    """Make ``version`` the champion; the move is recorded in the ledger with ``why``. Returns the entry.
+    A version failing its SHA-256 check or its gates is refused unless ``force`` (recorded as forced)."""
     from loopml.registry import Registry
     from loopml.storage import from_uri
 
-    return Registry(from_uri(_store_uri(store))).promote(version, why=why)
+    return Registry(from_uri(_store_uri(store))).promote(version, why=why, force=force)
 
 
-def rollback(why: str, *, to: int | None = None, store: PathLike | None = None) -> dict[str, Any]:
-    """Put the previous champion back (or version ``to``); recorded in the ledger. Returns the entry."""
+def rollback(why: str, *, to: int | None = None, store: PathLike | None = None, force: bool = False
+             ) -> dict[str, Any]:
+    """Put back the champion the current one replaced (or set version ``to``); recorded in the ledger.
+    Returns the entry. A version failing its SHA-256 check or its gates is refused unless ``force``."""
     from loopml.registry import Registry
     from loopml.storage import from_uri
 
-    return Registry(from_uri(_store_uri(store))).rollback(why=why, to=to)
+    return Registry(from_uri(_store_uri(store))).rollback(why=why, to=to, force=force)
 
 
 def status(*, store: PathLike | None = None) -> dict[str, Any]:
