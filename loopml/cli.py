@@ -151,7 +151,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     echo(f"challenger: {s['challenger'] or 'none'}")
     m = s["last_monitoring"]
     if m:
-        echo(f"last monitoring: {m['run_id']} on v{m['version']}, window {m['window']['start']}..{m['window']['end']}")
+        seen = "EMPTY: no predictions" if m.get("rows") == 0 else f"{m.get('rows')} rows"
+        echo(f"last monitoring: {m['run_id']} on v{m['version']}, window {m['window']['start']}..{m['window']['end']}: {seen}")
         for ch in m["chunks"]:
             echo(f"  {ch['chunk']:>12}  estimated {_num(ch['estimated'])}  realized {_num(ch['realized'])}")
         echo(f"  drifting features: {', '.join(m['drifting_features']) or 'none'}")

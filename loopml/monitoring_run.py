@@ -1,14 +1,10 @@
 """A monitoring run recorded in the store: results, report, alerts and a decision, each written once.
 
 ``loopml.monitoring`` computes; this module reads its inputs from the store and records what it
-found. Everything a run writes is keyed by what it judged, not by when it ran, so a retried or
-re-run monitoring run changes nothing the second time:
-
-    monitoring/runs/<run>/results.json|report.html   <run> = <start>_<end>_v<version>: a re-run rewrites the same view
-    monitoring/alerts/<run>/<chunk>-<kind>.json      created only if absent: one alert per (window, version, chunk, kind)
-    monitoring/notified/<run>/<chunk>-<kind>.json    written after the alert went to SNS: an alert is published once
-    monitoring/decisions/<run>-<evidence>.json       created only if absent: one decision per window and evidence
-    monitoring/latest.json                           the last run, for ``loopml status``
+found. Everything a run writes is keyed by what it judged (the window and the champion's version,
+``<start>_<end>_v<N>``), not by when it ran, so a retried or re-run monitoring run changes nothing
+the second time: alerts and decisions are created only if absent, an alert goes to SNS once, and a
+retraining starts only for the run holding the window's claim (keys: :mod:`loopml.storage`).
 
 A window with no predictions, one only partly scored, or one scored by several model versions is
 not an all-clear: it raises an alert (``no_data``, ``partly_scored``, ``mixed_versions``) and keeps

@@ -138,3 +138,19 @@ def test_model_age_counts_from_registration_not_its_newest_training_row(trained,
     assert young["evidence"]["age_days"] == pytest.approx(10) and not any("old" in r for r in young["reasons"])
     old = run_monitoring(store, aging, START, date(2019, 3, 30), now=NOW + timedelta(days=40)).decision
     assert any("older than max_age_days=30" in r for r in old["reasons"])
+
+
+def test_status_prints_an_empty_window_and_the_alerts_it_kept_open(trained, spec, strict, tmp_path, capsys):
+    from loopml.cli import main
+    from loopml.storage import from_uri
+
+    store = from_uri(str(tmp_path / "store"))
+    trained.register(store)
+    score_range(store, spec, START, END)
+    full = run_monitoring(store, strict, START, END, now=NOW)
+    run_monitoring(store, strict, date(2019, 5, 1), date(2019, 5, 31), now=NOW + timedelta(days=1))
+    capsys.readouterr()
+    assert main(["status", "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "window 2019-05-01..2019-05-31: EMPTY: no predictions" in out
+    assert f"open alerts: {len(full.alerts) + 1}" in out and "no predictions at all" in out
