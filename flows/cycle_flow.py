@@ -21,8 +21,9 @@ class CycleFlow(LoopmlFlow):
     window_text = Parameter("window", help="how many days, ending on --day, monitoring looks at", default="28")
     as_of = Parameter("as-of", help="the cycle's 'now' (ISO time) when replaying history (default: now)", default="")
     topic = Parameter("topic", help="SNS topic ARN for alerts (default: LOOPML_SNS_TOPIC_ARN)", default="")
-    retrain_flag = Parameter("retrain", help="'yes': retrain a challenger when the decision says so; 'no': "
-                             "record the decision only", default="yes")
+    retrain_on = Parameter("retrain-on", help="when the decision is to retrain: 'cycle' trains the challenger in "
+                           "this flow's retrain step; 'step-functions' / 'argo-workflows' start this project's "
+                           "deployed TrainFlow instead; 'no' records the decision only", default="cycle")
 
     @step
     def start(self):
@@ -30,9 +31,10 @@ class CycleFlow(LoopmlFlow):
 
         from loopml.cycle import cycle_run_key, day_count
         from loopml.scoring import parse_date, yesterday
+        from loopml.triggers import ENGINES
 
-        if self.retrain_flag not in ("yes", "no"):
-            raise ValueError(f"--retrain must be 'yes' or 'no', got {self.retrain_flag!r}")
+        if self.retrain_on not in ("cycle", "no", *ENGINES):
+            raise ValueError(f"--retrain-on must be one of cycle, no, {', '.join(ENGINES)}; got {self.retrain_on!r}")
         self.spec = self.load_spec()
         self.days, self.window = day_count(self.days_text, "--days"), day_count(self.window_text, "--window")
         self.last = parse_date(self.day, "--day") if self.day else yesterday()
@@ -68,10 +70,16 @@ class CycleFlow(LoopmlFlow):
     def retrain(self):
         from loopml.cycle import retrain_if_decided
         from loopml.storage import from_uri
+        from loopml.triggers import deployed_name, retrainer
 
-        decided = self.decision if self.retrain_flag == "yes" else {"retrain": False}
-        self.retraining = retrain_if_decided(from_uri(self.store), self.spec, decided, self.last,
-                                             run_key=self.run_key, now=self.now, lineage=current.pathspec)
+        store = from_uri(self.store)
+        decided = self.decision if self.retrain_on != "no" else {"retrain": False}
+        start = None
+        if self.retrain_on not in ("cycle", "no"):  # this project's and branch's TrainFlow, never another's
+            start = retrainer(self.retrain_on, store, self.spec,
+                              deployed_name(self.retrain_on, current.project_name, current.branch_name))
+        self.retraining = retrain_if_decided(store, self.spec, decided, self.last, run_key=self.run_key, now=self.now,
+                                             lineage=current.pathspec, start=start)
         self.next(self.end)
 
     @step

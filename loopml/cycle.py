@@ -15,7 +15,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from loopml.monitoring_run import MonitoringRun, run_monitoring
-from loopml.retraining import claim_retraining, record_outcome, recorded_outcome, retrain_challenger
+from loopml.retraining import (
+    Retrainer,
+    claim_retraining,
+    record_outcome,
+    recorded_outcome,
+    retrain_challenger,
+    start_once,
+)
 from loopml.scoring import ScoreResult, score_range
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
@@ -60,12 +67,15 @@ def monitor_window(store: Store, spec: ProblemSpec, first: date, last: date, now
 
 
 def retrain_if_decided(store: Store, spec: ProblemSpec, decision: dict[str, Any], until: date, *, run_key: str,
-                       now: datetime, lineage: str | None = None) -> dict[str, Any] | None:
+                       now: datetime, lineage: str | None = None, start: Retrainer | None = None) -> dict[str, Any] | None:
     """Step 3: when the decision says so, claim the window, train a challenger on it, gate it and
-    record the outcome. None when the decision was not to retrain; a record saying why when the
-    claim was refused (in flight, already done, cooling down)."""
+    record the outcome; with ``start``, start a deployed TrainFlow instead (once), which records the
+    outcome itself. None when the decision was not to retrain; a record saying why when the claim
+    was refused (in flight, already done, cooling down)."""
     if not decision.get("retrain"):
         return None
+    if start is not None:
+        return start_once(store, spec, until, run_key, now, start)
     claim = claim_retraining(store, spec, until, run_key, now)
     if not claim.granted:
         return {"started": False, "why": claim.why, "claim": claim.to_dict()}
@@ -98,12 +108,14 @@ class CycleResult:
 def run_cycle(store: Store, spec: ProblemSpec, day: date, *, days: int = 1, window_days: int = DEFAULT_WINDOW_DAYS,
               as_of: datetime | None = None, run_key: str | None = None, retrain: bool = True,
               topic_arn: str | None = None, sns_client: Any = None, labels_uri: str | None = None,
-              data_uri: str | None = None) -> CycleResult:
+              data_uri: str | None = None, on_retrain: Retrainer | None = None) -> CycleResult:
     """One scheduled cycle for ``day``: score the ``days`` ending on it, monitor the ``window_days``
     ending on it, and retrain a challenger when the decision says so (unless ``retrain`` is False).
 
     ``as_of`` is the cycle's clock (default: now): the decision's "now", the registration time of a
     challenger, and the cooldown's clock. A replay of history passes :func:`replay_as_of`.
+    ``on_retrain`` (:func:`loopml.triggers.retrainer`) starts a deployed TrainFlow instead of
+    training in this process.
     """
     days, window_days = day_count(days, "days"), day_count(window_days, "window_days")
     now = as_of or datetime.now(UTC)
@@ -111,7 +123,8 @@ def run_cycle(store: Store, spec: ProblemSpec, day: date, *, days: int = 1, wind
     scored = score_days(store, spec, day - timedelta(days=days - 1), day, uri=data_uri)
     run = monitor_window(store, spec, day - timedelta(days=window_days - 1), day, now, topic_arn=topic_arn,
                          sns_client=sns_client, labels_uri=labels_uri)
-    retraining = retrain_if_decided(store, spec, run.decision, day, run_key=key, now=now) if retrain else None
+    retraining = (retrain_if_decided(store, spec, run.decision, day, run_key=key, now=now, start=on_retrain)
+                  if retrain else None)
     return CycleResult(day, scored, run, retraining)
 
 
@@ -126,8 +139,10 @@ def describe(summary: dict[str, Any]) -> list[str]:
              + (f" ({'; '.join(d['reasons'])})" if d["reasons"] else "")]
     if m["kinds"]:
         lines.append(f"  alert kinds: {', '.join(m['kinds'])}")
-    if r is not None and not r.get("version"):
+    if r is not None and not r.get("started"):
         lines.append(f"  no retraining: {r['why']}")
+    elif r is not None and not r.get("version"):
+        lines.append(f"  started the deployed TrainFlow on {r.get('engine')}: {r.get('execution')}")
     elif r is not None:
         verdict = "promoted" if r["promoted"] else "kept as challenger"
         lines.append(f"  retrained v{r['version']} on {r['data']}: {verdict}: {r['why']}")

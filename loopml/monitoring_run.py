@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from loopml.labels import attach_labels, load_labels, scored_window
 from loopml.monitoring import Alert, decide_retraining, evaluate_alerts, monitor, publish_alerts, render_report
 from loopml.monitoring.alerts import DATA_KINDS
 from loopml.registry import ModelVersion, Registry
+from loopml.retraining import Retrainer, start_once
 from loopml.spec import ProblemSpec
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import ALERTS, DECISIONS, LATEST_RUN, MONITORING, NOTIFIED, PREDICTIONS, partition_dates
@@ -35,7 +35,6 @@ __all__ = ["LATEST", "NOTIFIED", "MonitoringRun", "Coverage", "run_monitoring", 
            "model_age_from", "run_name"]
 
 LATEST = LATEST_RUN
-Retrainer = Callable[[date], dict[str, Any]]
 
 
 def model_age_from(meta: dict[str, Any]) -> datetime:
@@ -233,8 +232,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     if not store.put_new_json(decision_key, record):  # a re-run on the same evidence: the first decision stands
         record = store.get_json(decision_key)
     if record["retrain"] and on_retrain is not None:
-        record = {**record, "retraining": _start_retraining(store, spec, end or now.date(), run_key or run_id, now,
-                                                            on_retrain)}
+        record = {**record, "retraining": start_once(store, spec, end or now.date(), run_key or run_id, now, on_retrain)}
 
     base = f"{MONITORING}/runs/{run_id}"
     results = {**at, "window": window, "rows": len(analysis), "coverage": coverage.to_dict(), **result.to_dict(),
@@ -247,17 +245,3 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     store.put_json(LATEST, {"run_id": run_id, "at": now.isoformat()})
     return MonitoringRun(run_id, champion.number, results, stored, record, f"{base}/report.html",
                          store.url(f"{base}/report.html"), new, notified, decision_key)
-
-
-def _start_retraining(store: Store, spec: ProblemSpec, until: date, run_key: str, now: datetime,
-                      on_retrain: Retrainer) -> dict[str, Any]:
-    """Start a retraining elsewhere at most once: claim the window, then fire unless this claim fired."""
-    from loopml.retraining import claim_retraining, record_started, was_started
-
-    claim = claim_retraining(store, spec, until, run_key, now)
-    if not claim.granted:
-        return {"started": False, "why": claim.why, "claim": claim.to_dict()}
-    fired = was_started(store, until)
-    if fired is None:
-        fired = record_started(store, until, on_retrain(until))
-    return {**fired, "claim": claim.to_dict()}

@@ -8,6 +8,7 @@ flight, and none during the cooldown after a challenger lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,9 +26,10 @@ from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import RETRAINING
 
 __all__ = ["RETRAINING", "Claim", "claim_retraining", "record_started", "record_outcome", "retraining_state",
-           "retraining_data", "challenge", "retrain_challenger", "MIN_COMPARE_ROWS"]
+           "retraining_data", "challenge", "retrain_challenger", "start_once", "Retrainer", "MIN_COMPARE_ROWS"]
 
 MIN_COMPARE_ROWS = 50  # fewer labelled recent rows than this and a metric difference is noise
+Retrainer = Callable[[date], dict[str, Any]]  # until -> what was started (loopml.triggers.retrainer)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -129,6 +131,19 @@ def record_started(store: Store, until: date, started: dict[str, Any]) -> dict[s
 
 def was_started(store: Store, until: date) -> dict[str, Any] | None:
     return _get(store, _suffixed(until, "started"))
+
+
+def start_once(store: Store, spec: ProblemSpec, until: date, run_key: str, now: datetime,
+               start: Retrainer) -> dict[str, Any]:
+    """Start a retraining elsewhere (a deployed TrainFlow) at most once: claim the window, then call
+    ``start`` unless this claim already fired. The started TrainFlow records the outcome."""
+    claim = claim_retraining(store, spec, until, run_key, now)
+    if not claim.granted:
+        return {"started": False, "why": claim.why, "claim": claim.to_dict()}
+    fired = was_started(store, until)
+    if fired is None:
+        fired = record_started(store, until, start(until))
+    return {**fired, "claim": claim.to_dict()}
 
 
 def record_outcome(store: Store, until: date, outcome: dict[str, Any], now: datetime) -> dict[str, Any]:

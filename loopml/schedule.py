@@ -34,5 +34,5 @@ def replay(spec_path: str, store_uri: str, start: date, end: date, every_days: i
     for first, last in cycle_days(start, end, every_days):
         run = run_flow("cycle_flow", show_output, spec=spec_path, store=store_uri, day=last,
                        days=(last - first).days + 1, window=window_days, as_of=replay_as_of(last).isoformat(),
-                       retrain="yes" if retrain else "no")
+                       retrain_on="cycle" if retrain else "no")
         yield from describe(run.data.summary)

@@ -1,6 +1,5 @@
 """Retried and re-run flows change nothing the second time (Metaflow against a moto S3/SNS/SQS/SFN server).
 
-- TrainFlow's ``end`` run again (``resume --step-to-rerun end``) registers no second version.
 - MonitorFlow run twice over the same window stores each alert once, publishes one SNS message, writes
   one decision and starts this project's deployed TrainFlow (Step Functions) once.
 """
@@ -10,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _support import BUCKET, REPO, put_parquet, small_spec, write_spec
+from _support import BUCKET, put_parquet, small_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -37,25 +36,6 @@ def trained(project):
     from loopml.flowrun import run_flow
 
     return run_flow("train_flow", show_output=False, spec=project["spec"], store=STORE)
-
-
-def test_train_flow_end_run_twice_registers_one_version(trained, project, monkeypatch):
-    from metaflow import Runner
-
-    from loopml.registry import Registry
-    from loopml.storage import from_uri
-
-    registry = Registry(from_uri(STORE))
-    assert registry.versions() == [trained.data.version] and trained.data.decision["promoted"]
-    ledger = registry.ledger()
-    monkeypatch.setenv("LOOPML_SPEC", project["spec"])  # the IncludeFile's default, read again on resume
-    with Runner(str(REPO / "flows" / "train_flow.py"), show_output=False).resume(
-            origin_run_id=trained.id, step_to_rerun="end") as resumed:
-        assert resumed.status == "successful", resumed.stderr[-3000:]
-        again = resumed.run
-    assert again.id != trained.id and again.data.version == trained.data.version
-    assert registry.versions() == [trained.data.version]  # the same version, not a second one
-    assert registry.ledger() == ledger  # and no second promotion
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +97,29 @@ def test_monitor_flow_run_twice_alerts_publishes_decides_and_retrains_once(train
     with pytest.raises(FlowFailed, match="--retrain-on must be one of step-functions, argo-workflows"):
         run_flow("monitor_flow", show_output=False, spec=project["strict"], store=STORE, start=START, end=END,
                  retrain_on="airflow")
+
+
+def test_cycle_flow_retrain_on_starts_this_projects_trainflow_once(trained, project, aws):
+    """CycleFlow --retrain-on step-functions: the retrain step starts the deployed TrainFlow instead of
+    training in process; the same day's cycle run again resumes its claim and starts nothing new."""
+    from datetime import UTC, date, datetime
+
+    from loopml.flowrun import FlowFailed, run_flow
+    from loopml.retraining import record_outcome
+    from loopml.storage import from_uri
+
+    # the retraining the MonitorFlow test started has finished (its TrainFlow records this): none in flight
+    record_outcome(from_uri(STORE), date.fromisoformat(END), {"promoted": True, "why": "test"}, datetime(2019, 1, 1, tzinfo=UTC))
+    before = len(aws["sfn"].list_executions(stateMachineArn=aws["machine"])["executions"])
+    runs = [run_flow("cycle_flow", show_output=False, spec=project["strict"], store=STORE, day="2018-12-30",
+                     window=60, as_of="2018-12-31T00:00:00+00:00", retrain_on="step-functions").data.summary
+            for _ in range(2)]
+    executions = aws["sfn"].list_executions(stateMachineArn=aws["machine"])["executions"]
+    assert len(executions) == before + 1
+    first, again = (s["retraining"] for s in runs)
+    assert first["started"] and first["engine"] == "step-functions" and first["execution"] == again["execution"]
+    assert again["claim"]["resumed"] and runs[1]["monitoring"]["new_alerts"] == 0
+
+    with pytest.raises(FlowFailed, match="--retrain-on must be one of cycle, no, step-functions"):
+        run_flow("cycle_flow", show_output=False, spec=project["strict"], store=STORE, day="2018-12-30",
+                 retrain_on="yes")
