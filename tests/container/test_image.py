@@ -119,7 +119,7 @@ def cycled(images, moto_server, project) -> dict:
     out, took = _podman_run(env, ["loopml", "train", "--spec", "/project/project.yaml"], project["folder"])
     assert "registered version 1" in out, out
     print(f"\nTrainFlow in the image: {took:.0f} s")
-    _podman_run(env, ["loopml", "promote", "1", "--why", "container test: the threshold is out of reach"],
+    _podman_run(env, ["loopml", "promote", "1", "--force", "--why", "container test: the threshold is out of reach"],
                 project["folder"])
     out, took = _podman_run(env, ["loopml", "run-schedule", "--spec", "/project/project.yaml", "--start", str(FIRST),
                                   "--end", str(LAST), "--every", "7", "--window", "7"], project["folder"])
