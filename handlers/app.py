@@ -1,26 +1,37 @@
-"""The HTTP API. Routes validate, call one core function and answer; the logic lives in loopml."""
+"""The HTTP API. Routes validate, call one core function and answer; the logic lives in loopml.
+
+Every route that reads a body reads it itself, after the key check, through ``read_json`` (a byte cap
+before and while reading, a JSON parse that cannot raise): a keyless client costs a header lookup.
+"""
 
 # no `from __future__ import annotations`: FastAPI must resolve the Annotated aliases defined in create_app
 
-
 import hashlib
 import hmac
-import json
+import logging
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from handlers.body import read_json
 from handlers.deps import ApiDeps, build_deps
-from loopml.predictor import check_rows
-from loopml.serving import LoadedModel, new_prediction_id, prediction_records, record_feedback
+from handlers.openapi import ERRORS, build_openapi
+from loopml.predictor import failing_rows, prepare_rows, shown
+from loopml.serving import LoadedModel, check_labels, prediction_records, record_feedback
 
-ROW_EXAMPLE = {"car_value": 39811.0, "salary_range": "40K - 60K €", "debt_to_income_ratio": 0.63,
-               "loan_length": 19.0, "repaid_loan_on_prev_car": "False", "size_of_downpayment": "40%",
-               "driver_tenure": 0.21}
+log = logging.getLogger("loopml.api")
+
+# batches of more rows than this run in a worker thread: the event loop keeps serving other requests
+# under uvicorn; a single row (the common case, well under a millisecond) stays on the loop, where
+# Mangum would otherwise start a thread per request
+INLINE_ROWS = 1
 
 
 class Prediction(BaseModel):
@@ -35,31 +46,16 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-class Label(BaseModel):
-    id: str
-    label: Any
-
-
-class FeedbackRequest(BaseModel):
-    labels: list[Label] = Field(min_length=1, max_length=10_000)
-
-
 class FeedbackResponse(BaseModel):
-    accepted: int
-    unknown_ids: list[str]
+    accepted: int = Field(description="labels stored")
+    unknown_ids: list[str] = Field(description="ids that no logged prediction has (not stored)")
 
 
-PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {
-            "schema": {"type": "object", "properties": {
-                "row": {"type": "object", "description": "one row: feature name -> value (null when unknown)"},
-                "rows": {"type": "array", "items": {"type": "object"}, "description": "a batch of rows"}}},
-            "examples": {"one row": {"value": {"row": ROW_EXAMPLE}},
-                         "batch": {"value": {"rows": [ROW_EXAMPLE, ROW_EXAMPLE]}}}}},
-    }
-}
+class Health(BaseModel):
+    status: str = Field(description="ok; warning (serving, but the newest champion was refused); "
+                                    "degraded (no model can be served: HTTP 503)")
+    model_version: int | None
+    problem: str | None = Field(description="what is wrong, if anything (never the store's location)")
 
 
 def _problem(status: int, detail: Any) -> HTTPException:
@@ -74,23 +70,30 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     async def lifespan(_: FastAPI):
         deps.server.current()  # load (and verify) the champion before the first request
         yield
-        deps.log.flush()
+        deps.log.flush()  # waits for a flush in flight: nothing answered is missing from the log
 
     app = FastAPI(title="loopml", version="0.1.0", lifespan=lifespan, root_path=settings.root_path,
                   description="Predictions from the registry's champion. Send `x-api-key` on every route but /health.")
     app.state.deps = deps
+    api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="the API key (its SHA-256 is configured)")
+
+    def key_ok(key: str | None) -> bool:
+        if settings.api_key_sha256 is None:
+            return True
+        if not key:
+            return False
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return hmac.compare_digest(digest, settings.api_key_sha256.lower())
 
     # Both dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
     # and under Mangum (a fresh asyncio task per event) anyio starts a new thread for it on every
     # request, which was most of a warm request's cost (see bench/bench_serving.py).
-    async def require_key(request: Request) -> None:
+    async def require_key(key: Annotated[str | None, Security(api_key)]) -> None:
         if settings.api_key_sha256 is None:
             return
-        key = request.headers.get("x-api-key")
         if not key:
             raise _problem(401, "missing x-api-key header")
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        if not hmac.compare_digest(digest, settings.api_key_sha256.lower()):
+        if not key_ok(key):
             raise _problem(403, "invalid API key")
 
     async def current() -> LoadedModel | None:
@@ -101,63 +104,100 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     async def champion() -> LoadedModel:
         model = await current()
         if model is None:
-            raise _problem(503, deps.server.last_error or "no champion model is available")
+            raise _problem(503, deps.server.problem or "no champion model is available")
         return model
 
     Authorized = Annotated[None, Depends(require_key)]
     Champion = Annotated[LoadedModel, Depends(champion)]
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        model = await current()
-        return {"status": "ok", "model_version": model.version if model else None,
-                "problem": None if model else deps.server.last_error}
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input, which may not even be encodable: say where and what only
+        errors = [{"loc": [shown(p, 40) if isinstance(p, str) else p for p in e.get("loc", ())],
+                   "msg": shown(str(e.get("msg", "invalid")), 200)} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.get("/model")
+    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "degraded: no model can be served"}})
+    async def health(request: Request) -> JSONResponse:
+        model = await current()
+        server = deps.server
+        refused = server.target is not None and model is not None and server.target != model.version
+        status = "degraded" if model is None else "warning" if refused or server.problem else "ok"
+        body: dict[str, Any] = {"status": status, "model_version": model.version if model else None,
+                                "problem": server.problem}
+        if key_ok(request.headers.get("x-api-key")) and settings.api_key_sha256 is not None:
+            # operators (with the key) get the full story; anyone else only learns what is wrong
+            body.update(store=deps.store.uri, detail=server.last_error, champion_version=server.target,
+                        refused_versions=server.refused, log_buffered=deps.log.buffered,
+                        log_dropped=deps.log.dropped)
+        return JSONResponse(body, status_code=503 if model is None else 200)
+
+    # HEAD for load balancers and uptime checks: the same status, no body
+    app.add_api_route("/health", health, methods=["HEAD"], operation_id="health_head", response_model=Health,
+                      responses={503: {"model": Health, "description": "degraded: no model can be served"}})
+
+    @app.get("/model", responses=ERRORS(401, 403, 503))
     async def model_info(_: Authorized, model: Champion) -> dict[str, Any]:
         meta = model.meta
         keep = ("version", "created_at", "name", "task", "family", "params", "metrics", "schema", "data",
                 "lineage", "gates", "artifacts", "selection_reason")
         return {**{k: meta.get(k) for k in keep}, "served_as": model.predictor.kind}
 
-    @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503))
     async def predict(request: Request, _: Authorized, model: Champion) -> PredictResponse:
-        rows = await _read_rows(request, settings.max_body_bytes, settings.max_batch_rows)
-        errors = check_rows(rows, model.predictor.schema)
+        rows = _rows_of(await read_json(request, settings.max_body_bytes), settings.max_batch_rows)
+        clean, errors = prepare_rows(rows, model.predictor.schema)
         if errors:
             raise _problem(422, [{"loc": ["body", "rows", e.row, e.field], "msg": e.message} for e in errors])
-        out = model.predictor.predict(rows)
+        out = await _score(model, clean)
         now = datetime.now(UTC)
-        ids = [new_prediction_id(now) for _ in rows]
+        ids = deps.log.new_ids(len(clean), now)
+        # the rows as sent (validated): monitoring compares them with the training data's own types
         deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat()))
-        probs = out.probabilities or [None] * len(rows)
+        probs = out.probabilities or [None] * len(clean)
         return PredictResponse(model_version=model.version, served_as=model.predictor.kind, predictions=[
             Prediction(id=i, prediction=p, probabilities=pr) for i, p, pr in zip(ids, out.predictions, probs, strict=True)])
 
-    @app.post("/feedback", response_model=FeedbackResponse)
-    def feedback(body: FeedbackRequest, _: Authorized) -> FeedbackResponse:  # store I/O: FastAPI runs it in a thread
-        result = record_feedback(deps.store, deps.log, [item.model_dump() for item in body.labels])
+    @app.post("/feedback", response_model=FeedbackResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503))
+    async def feedback(request: Request, _: Authorized, model: Champion) -> FeedbackResponse:
+        body = await read_json(request, settings.max_body_bytes)
+        labels = body.get("labels") if isinstance(body, dict) and set(body) == {"labels"} else None
+        if not isinstance(labels, list) or not 1 <= len(labels) <= settings.max_feedback_labels:
+            raise _problem(422, [{"loc": ["body", "labels"],
+                                  "msg": f"expected {{\"labels\": [...]}} with 1 to {settings.max_feedback_labels} labels"}])
+        items, errors = check_labels(labels, model.predictor.schema)
+        if errors:
+            raise _problem(422, [{"loc": ["body", "labels", e.index], "id": e.id, "msg": e.message} for e in errors])
+        try:  # store I/O: in a worker thread
+            result = await run_in_threadpool(record_feedback, deps.store, deps.log, items)
+        except Exception as err:
+            log.error("feedback not stored: %s: %s", type(err).__name__, err)
+            raise _problem(503, f"the store is unavailable ({type(err).__name__}); nothing was stored, retry") from None
         return FeedbackResponse(**result)
 
+    async def _score(model: LoadedModel, rows: list[dict[str, Any]]):
+        predictor = model.predictor
+        try:
+            if len(rows) <= INLINE_ROWS:
+                return predictor.predict(rows)
+            return await run_in_threadpool(predictor.predict, rows)
+        except Exception as err:
+            bad = await run_in_threadpool(failing_rows, predictor, rows)
+            if not bad:
+                raise  # not the rows' fault: a real server error
+            log.warning("model runtime refused %d of %d rows: %s", len(bad), len(rows), type(err).__name__)
+            raise _problem(422, [{"loc": ["body", "rows", e.row], "msg": e.message} for e in bad]) from None
+
+    app.openapi = lambda: build_openapi(app, deps)  # the champion's real schema, rebuilt when it changes
     return app
 
 
-async def _read_rows(request: Request, max_bytes: int, max_rows: int) -> list[Any]:
-    ctype = request.headers.get("content-type", "")
-    if not ctype.split(";")[0].strip().lower() == "application/json":
-        raise _problem(415, f"expected content-type application/json, got {ctype or 'none'}")
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise _problem(413, f"body of {len(raw)} bytes is over the {max_bytes} byte limit")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise _problem(400, f"body is not valid JSON: {err}") from None
-    if isinstance(body, dict) and "rows" in body:
+def _rows_of(body: Any, max_rows: int) -> list[Any]:
+    if isinstance(body, dict) and set(body) == {"rows"}:
         rows = body["rows"]
         if not isinstance(rows, list) or not rows:
             raise _problem(422, [{"loc": ["body", "rows"], "msg": "expected a non-empty list of rows"}])
-    elif isinstance(body, dict) and "row" in body:
+    elif isinstance(body, dict) and set(body) == {"row"}:
         rows = [body["row"]]
     else:
         raise _problem(422, [{"loc": ["body"], "msg": "expected {\"row\": {...}} or {\"rows\": [...]}"}])

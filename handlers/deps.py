@@ -22,5 +22,6 @@ def build_deps(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings()
     store = store or from_uri(settings.store)
     server = ModelServer(Registry(store), alias=settings.alias, ttl=settings.model_ttl_seconds)
-    plog = PredictionLog(store, flush_seconds=settings.log_flush_seconds, flush_rows=settings.log_flush_rows)
+    plog = PredictionLog(store, flush_seconds=settings.log_flush_seconds, flush_rows=settings.log_flush_rows,
+                         max_buffer=settings.log_max_buffer)
     return ApiDeps(settings, store, server, plog)

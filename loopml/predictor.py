@@ -14,9 +14,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Schema", "Predictor", "OnnxPredictor", "SklearnPredictor", "check_rows", "RowError", "MISSING"]
+__all__ = ["Schema", "Predictor", "OnnxPredictor", "SklearnPredictor", "check_rows", "prepare_rows", "RowError",
+           "MISSING", "FLOAT32_MAX", "shown", "failing_rows", "MAX_CATEGORIES", "known_categories", "example_rows"]
 
 MISSING = "__missing__"  # same marker as loopml.data.features.MISSING (kept here so serving skips pandas)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # ONNX models take float32: larger values become inf
+MAX_CATEGORIES = 200  # a feature with more known categories than this is documented without an enum
 
 
 @dataclass(frozen=True)
@@ -24,18 +27,55 @@ class Schema:
     task: str
     features: tuple[tuple[str, str], ...]  # (name, "numeric" | "categorical")
     classes: tuple[Any, ...] | None = None
+    # categorical feature -> the categories seen in the version's training data (None: not recorded,
+    # or more than MAX_CATEGORIES). Serving uses them for the number/bool rule and the OpenAPI enum.
+    categories: dict[str, tuple[str, ...] | None] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schema:
         classes = d.get("classes")
-        return cls(d["task"], tuple((f["name"], f["type"]) for f in d["features"]), tuple(classes) if classes else None)
+        cats = d.get("categories")
+        return cls(d["task"], tuple((f["name"], f["type"]) for f in d["features"]), tuple(classes) if classes else None,
+                   {k: tuple(v) if v is not None else None for k, v in cats.items()} if cats else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "task": self.task,
             "features": [{"name": n, "type": t} for n, t in self.features],
             "classes": list(self.classes) if self.classes else None,
         }
+        if self.categories is not None:
+            out["categories"] = {k: list(v) if v is not None else None for k, v in self.categories.items()}
+        return out
+
+    def known(self, feature: str) -> tuple[str, ...] | None:
+        return (self.categories or {}).get(feature)
+
+
+def known_categories(frame: Any, schema: Schema) -> dict[str, list[str] | None]:
+    """The categories of each categorical feature in ``frame`` (a DataFrame), as the feature pipeline
+    sees them (``str`` of the value; booleans read from Parquet/CSV become "True"/"False")."""
+    out: dict[str, list[str] | None] = {}
+    for name, kind in schema.features:
+        if kind != "categorical" or name not in frame.columns:
+            continue
+        values = sorted({str(v) for v in frame[name].dropna().unique()})
+        out[name] = values if len(values) <= MAX_CATEGORIES else None
+    return out
+
+
+def example_rows(frame: Any, schema: Schema, n: int = 2) -> list[dict[str, Any]]:
+    """The first ``n`` rows of ``frame`` (a DataFrame) as an API client sends them: numbers as
+    floats, categories as strings, null for missing. They become the OpenAPI document's examples."""
+    rows = []
+    for rec in frame.head(n).to_dict("records"):
+        row: dict[str, Any] = {}
+        for name, kind in schema.features:
+            v = rec.get(name)
+            missing = v is None or (isinstance(v, float) and math.isnan(v))
+            row[name] = None if missing else float(v) if kind == "numeric" else str(v)
+        rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -45,30 +85,124 @@ class RowError:
     message: str
 
 
-def check_rows(rows: list[Any], schema: Schema) -> list[RowError]:
-    """Every problem in a batch, each naming the row and field; an empty list means valid."""
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as it may appear in an error message: ASCII only (a lone surrogate cannot be encoded
+    into a UTF-8 response), short, and never the repr of a container (deep nesting would recurse)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        text = ascii(value)
+    elif isinstance(value, int):
+        text = repr(value) if value.bit_length() <= 64 else "a very long integer"
+    elif isinstance(value, float):
+        text = repr(value)
+    else:
+        kind = "array" if isinstance(value, list) else "object" if isinstance(value, dict) else type(value).__name__
+        return f"a JSON {kind}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\ud800": no model runtime can take it
+        return False
+    return True
+
+
+def _numeric_problem(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return f"expected a finite number, got {shown(v)}"
+    try:
+        f = float(v)
+    except OverflowError:  # an int too long for a float
+        return f"expected a finite number, got {shown(v)}"
+    if not math.isfinite(f):
+        return f"expected a finite number, got {shown(v)}"
+    if abs(f) > FLOAT32_MAX:
+        return f"{shown(v)} is outside the model's float32 range (|x| <= {FLOAT32_MAX:.6g})"
+    return None
+
+
+def _category_of(v: Any, known: tuple[str, ...] | None) -> tuple[str | None, str | None]:
+    """(the category string, or None with a problem). The rule for categorical features:
+    a string is the category as is (an unseen one is allowed: the model ignores it and drift
+    monitoring sees it); a number or a bool is accepted only when it names a known category
+    (true -> "True", 3 or 3.0 -> "3", 2.5 -> "2.5"), because otherwise it would silently become a
+    new category ("1.0", "True") that the model never saw."""
+    if isinstance(v, str):
+        if not _encodable(v):
+            return None, "not valid Unicode text (a lone surrogate?)"
+        return v, None
+    if isinstance(v, bool) or isinstance(v, int | float):
+        forms = [str(v)]
+        if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 2**53:
+            forms.insert(0, str(int(v)))
+        if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+            forms = []
+        for form in forms:
+            if known is not None and form in known:
+                return form, None
+        if known is None:
+            return None, f"expected a string, got {shown(v)} (send categories as strings)"
+        return None, f"{shown(v)} is not a known category; send a string (known: {_listed(known)})"
+    return None, f"expected a string, got {shown(v)}"
+
+
+def _listed(values: tuple[str, ...], most: int = 10) -> str:
+    text = ", ".join(shown(v, 40) for v in values[:most])
+    return text + (f", ... ({len(values)} in all)" if len(values) > most else "")
+
+
+def prepare_rows(rows: list[Any], schema: Schema) -> tuple[list[dict[str, Any]], list[RowError]]:
+    """The rows as the model takes them (categoricals as strings) and every problem, each naming
+    the row and the field. Problems are reported for the whole batch, not only the first."""
     errors: list[RowError] = []
+    out: list[dict[str, Any]] = []
     names = {n for n, _ in schema.features}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            errors.append(RowError(i, "", f"expected an object of features, got {type(row).__name__}"))
+            errors.append(RowError(i, "", f"expected an object of features, got {shown(row)}"))
             continue
+        clean: dict[str, Any] = {}
         for name, kind in schema.features:
             if name not in row:
                 errors.append(RowError(i, name, "missing feature (send null for an unknown value)"))
                 continue
             v = row[name]
             if v is None:
-                continue
-            if kind == "numeric":
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                    errors.append(RowError(i, name, f"expected a finite number, got {v!r}"))
-            elif not isinstance(v, str | int | float | bool):
-                errors.append(RowError(i, name, f"expected a string, got {type(v).__name__}"))
-        extra = sorted(set(row) - names)
+                clean[name] = None
+            elif kind == "numeric":
+                problem = _numeric_problem(v)
+                if problem:
+                    errors.append(RowError(i, name, problem))
+                clean[name] = v
+            else:
+                cat, problem = _category_of(v, schema.known(name))
+                if problem:
+                    errors.append(RowError(i, name, problem))
+                clean[name] = cat
+        extra = sorted(k for k in row if k not in names)
         if extra:
-            errors.append(RowError(i, extra[0], f"unknown feature(s) {extra}"))
-    return errors
+            listed = [k if k.isascii() and k.isprintable() and len(k) <= 40 else shown(k, 40) for k in extra[:5]]
+            errors.append(RowError(i, listed[0], f"unknown feature(s) {', '.join(listed)}"))
+        out.append(clean)
+    return out, errors
+
+
+def check_rows(rows: list[Any], schema: Schema) -> list[RowError]:
+    """Every problem in a batch, each naming the row and field; an empty list means valid."""
+    return prepare_rows(rows, schema)[1]
+
+
+def failing_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> list[RowError]:
+    """After a batch failed in the model runtime: which rows fail on their own. One bad row must
+    be named, never fail the batch with a bare 500."""
+    bad = []
+    for i, row in enumerate(rows):
+        try:
+            predictor.predict([row])
+        except Exception as err:
+            bad.append(RowError(i, "", f"the model could not score this row ({type(err).__name__})"))
+    return bad
 
 
 def _category(v: Any) -> str:

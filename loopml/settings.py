@@ -16,10 +16,12 @@ class Settings(BaseSettings):
     api_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$",
                                        description="hex SHA-256 of the API key; unset = no key")
     max_batch_rows: int = Field(default=1000, ge=1)
+    max_feedback_labels: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=6_000_000, ge=1024, description="Lambda's synchronous payload limit")
     model_ttl_seconds: float = Field(default=60.0, ge=0, description="how often the API re-reads the alias")
     log_flush_seconds: float = Field(default=5.0, ge=0)
     log_flush_rows: int = Field(default=500, ge=1)
+    log_max_buffer: int = Field(default=100_000, ge=1, description="records held while the store is down; older ones are dropped and counted")
     sns_topic_arn: str | None = None
     s3_timeout_seconds: float = Field(default=10.0, gt=0, description="connect and read timeout of each S3 request")
     s3_max_attempts: int = Field(default=3, ge=1, description="attempts per S3 call (the first one included)")

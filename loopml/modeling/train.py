@@ -17,7 +17,7 @@ from loopml.modeling.metrics import all_metrics
 from loopml.modeling.select import Selection
 from loopml.modeling.split import Splits, split
 from loopml.modeling.tune import CandidateResult, classes_of, encode, model_outputs, true_labels
-from loopml.predictor import Schema
+from loopml.predictor import Schema, example_rows, known_categories
 from loopml.registry import Registry
 from loopml.spec import ProblemSpec
 
@@ -145,9 +145,14 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
     if winner.onnx.model:
         artifacts["model.onnx"] = winner.onnx.model
     g = gates(spec, ev.metrics, ev.fairness)
+    schema = schema_of(spec, classes)
+    # serving's contract (loopml.predictor): known categories for the number/bool rule and the
+    # OpenAPI enum, example rows from the reference set for the OpenAPI document
+    schema = Schema(schema.task, schema.features, schema.classes,
+                    {k: tuple(v) if v is not None else None for k, v in known_categories(data.frame, schema).items()})
     meta = {
         "name": spec.name, "task": spec.task, "family": winner.family, "params": winner.params,
-        "schema": schema_of(spec, classes).to_dict(), "metrics": ev.metrics, "valid_score": winner.valid_score,
+        "schema": schema.to_dict(), "examples": example_rows(ev.reference, schema), "metrics": ev.metrics, "valid_score": winner.valid_score,
         "data": {"uri": data.uri, "fingerprint": data.fingerprint, "rows": len(data.frame), "window": data.window,
                  "as_of": str(data.frame[spec.timestamp].max()) if spec.timestamp else None,
                  # rows from here on were held out (the test split): a fair ground for a challenger match

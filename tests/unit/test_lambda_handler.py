@@ -246,7 +246,7 @@ def test_lambda_module_round_trip_predict_feedback_rollback(lambda_module, event
     after = api.handler(event("POST", "/predict", {"row": sample_rows[0]}, KEY), ctx)
     assert after["statusCode"] == 200, after
     assert answer(after)["model_version"] == 1
-    assert api.deps.log.flush() == 1  # the first prediction was flushed when feedback looked its id up
+    assert api.deps.log.flush() == 2  # feedback found the first id in the buffer: no early flush
 
     s3 = boto3.client("s3")
 
@@ -269,3 +269,10 @@ def test_event_builders_match_the_gateway_mangum_infers():
     app = Mangum(create_app(build_deps(Settings(store="memory://x"))), lifespan="off")
     assert type(app.infer(rest_event("GET", "/health"), Context())).__name__ == "APIGateway"
     assert type(app.infer(http_event("GET", "/health"), Context())).__name__ == "HTTPGateway"
+
+
+def test_invalid_base64_is_400_through_the_lambda_entry(lambda_module, event):
+    e = event("POST", "/predict", None, KEY)
+    e.update(body="%%% not base64 %%%", isBase64Encoded=True)
+    r = lambda_module.handler(e, Context())
+    assert r["statusCode"] == 400 and "base64" in answer(r)["detail"]
