@@ -85,6 +85,9 @@ class Constraints(_Strict):
     max_model_mb: float | None = Field(default=None, gt=0)
     interpretability: Literal["none", "prefer"] = "none"
     fairness: Fairness | None = None
+    # where the champion is served: "lambda" (the default) requires an ONNX artifact, because the
+    # Lambda package has no scikit-learn; "any" also promotes models served from a container
+    serving: Literal["lambda", "any"] = "lambda"
 
 
 class Candidate(_Strict):

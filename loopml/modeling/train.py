@@ -120,10 +120,17 @@ def evaluate(winner: CandidateResult, splits: Splits, spec: ProblemSpec, classes
     )
 
 
-def gates(spec: ProblemSpec, metrics: dict[str, float], fair: dict[str, Any] | None) -> dict[str, Any]:
-    """Whether a version may become champion, and the reasons when it may not."""
+def gates(spec: ProblemSpec, metrics: dict[str, float], fair: dict[str, Any] | None,
+          onnx_error: str | None = None) -> dict[str, Any]:
+    """Whether a version may become champion, and the reasons when it may not.
+    ``onnx_error`` is set when the model has no ONNX artifact (why the export failed)."""
     value = metrics[spec.metric.name]
     reasons = []
+    if onnx_error is not None and spec.constraints.serving == "lambda":
+        # the Lambda package ships onnxruntime only (no scikit-learn/joblib): such a champion would
+        # take every cold container down with a 503
+        reasons.append(f"no ONNX artifact ({onnx_error}); the Lambda API cannot load a scikit-learn model "
+                       "(set constraints.serving: any to serve it from a container instead)")
     if not spec.metric.passes(value):
         reasons.append(f"test {spec.metric.name} {value:.4f} misses the threshold ({spec.metric})")
     if fair is not None and not fair["passes"]:
@@ -144,7 +151,7 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
     artifacts = {"model.joblib": winner.joblib_bytes}
     if winner.onnx.model:
         artifacts["model.onnx"] = winner.onnx.model
-    g = gates(spec, ev.metrics, ev.fairness)
+    g = gates(spec, ev.metrics, ev.fairness, None if winner.onnx.model else (winner.onnx.error or "export failed"))
     schema = schema_of(spec, classes)
     # serving's contract (loopml.predictor): known categories for the number/bool rule and the
     # OpenAPI enum, example rows from the reference set for the OpenAPI document
