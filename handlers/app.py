@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from handlers.body import read_json
 from handlers.deps import ApiDeps, build_deps
+from handlers.observability import Observe
 from handlers.openapi import ERRORS, build_openapi
 from loopml.predictor import failing_rows, prepare_rows, shown
 from loopml.serving import LoadedModel, check_labels, prediction_records, record_feedback
@@ -88,8 +89,17 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     # Both dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
     # and under Mangum (a fresh asyncio task per event) anyio starts a new thread for it on every
     # request, which was most of a warm request's cost (see bench/bench_serving.py).
-    async def require_key(key: Annotated[str | None, Security(api_key)]) -> None:
-        if settings.api_key_sha256 is None:
+    def trusted(request: Request) -> bool:
+        """A request that needs no key of ours: built in this process (PreTraffic check), or one API
+        Gateway authenticated with a usage-plan key (its id is in the event's requestContext, which
+        the gateway writes and a client cannot)."""
+        context = (request.scope.get("aws.event") or {}).get("requestContext") or {}
+        if context.get("loopml_internal") and hmac.compare_digest(str(context["loopml_internal"]), deps.internal_token):
+            return True
+        return settings.gateway_api_keys and bool((context.get("identity") or {}).get("apiKeyId"))
+
+    async def require_key(request: Request, key: Annotated[str | None, Security(api_key)]) -> None:
+        if settings.api_key_sha256 is None or trusted(request):
             return
         if not key:
             raise _problem(401, "missing x-api-key header")
@@ -107,8 +117,21 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             raise _problem(503, deps.server.problem or "no champion model is available")
         return model
 
+    async def served(request: Request, model: Annotated[LoadedModel, Depends(champion)]) -> LoadedModel:
+        """The model that answers this request: the champion, or during a gradual promotion the
+        candidate for its share of requests. The choice is left in the request state for metrics."""
+        variant, chosen = "champion", model
+        rollout = deps.rollout
+        if rollout is not None and rollout.candidate is not None and rollout.weight > 0:
+            if not rollout.candidate.fresh():
+                await run_in_threadpool(rollout.candidate.current)
+            variant, chosen = rollout.pick(model)
+        request.state.model_version, request.state.variant = chosen.version, variant
+        return chosen
+
     Authorized = Annotated[None, Depends(require_key)]
     Champion = Annotated[LoadedModel, Depends(champion)]
+    Served = Annotated[LoadedModel, Depends(served)]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -129,7 +152,8 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             # operators (with the key) get the full story; anyone else only learns what is wrong
             body.update(store=deps.store.uri, detail=server.last_error, champion_version=server.target,
                         refused_versions=server.refused, log_buffered=deps.log.buffered,
-                        log_dropped=deps.log.dropped)
+                        log_dropped=deps.log.dropped,
+                        rollout=deps.rollout.status() if deps.rollout else None)
         return JSONResponse(body, status_code=503 if model is None else 200)
 
     # HEAD for load balancers and uptime checks: the same status, no body
@@ -144,16 +168,16 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         return {**{k: meta.get(k) for k in keep}, "served_as": model.predictor.kind}
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503))
-    async def predict(request: Request, _: Authorized, model: Champion) -> PredictResponse:
+    async def predict(request: Request, _: Authorized, model: Served) -> PredictResponse:
         rows = _rows_of(await read_json(request, settings.max_body_bytes), settings.max_batch_rows)
         clean, errors = prepare_rows(rows, model.predictor.schema)
         if errors:
             raise _problem(422, [{"loc": ["body", "rows", e.row, e.field], "msg": e.message} for e in errors])
-        out = await _score(model, clean)
+        out = await _score(request, model, clean)
         now = datetime.now(UTC)
         ids = deps.log.new_ids(len(clean), now)
         # the rows as sent (validated): monitoring compares them with the training data's own types
-        deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat()))
+        deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat(), variant=request.state.variant))
         probs = out.probabilities or [None] * len(clean)
         return PredictResponse(model_version=model.version, served_as=model.predictor.kind, predictions=[
             Prediction(id=i, prediction=p, probabilities=pr) for i, p, pr in zip(ids, out.predictions, probs, strict=True)])
@@ -175,19 +199,21 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             raise _problem(503, f"the store is unavailable ({type(err).__name__}); nothing was stored, retry") from None
         return FeedbackResponse(**result)
 
-    async def _score(model: LoadedModel, rows: list[dict[str, Any]]):
+    async def _score(request: Request, model: LoadedModel, rows: list[dict[str, Any]]):
         predictor = model.predictor
         try:
             if len(rows) <= INLINE_ROWS:
                 return predictor.predict(rows)
             return await run_in_threadpool(predictor.predict, rows)
         except Exception as err:
+            request.state.model_error = True  # counted against this model version by the rollout
             bad = await run_in_threadpool(failing_rows, predictor, rows)
             if not bad:
                 raise  # not the rows' fault: a real server error
             log.warning("model runtime refused %d of %d rows: %s", len(bad), len(rows), type(err).__name__)
             raise _problem(422, [{"loc": ["body", "rows", e.row], "msg": e.message} for e in bad]) from None
 
+    app.add_middleware(Observe, rollout=deps.rollout, enabled=settings.observability == "json")
     app.openapi = lambda: build_openapi(app, deps)  # the champion's real schema, rebuilt when it changes
     return app
 

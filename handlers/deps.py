@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 from loopml.registry import Registry
+from loopml.rollout import Rollout
 from loopml.serving import ModelServer, PredictionLog
 from loopml.settings import Settings
 from loopml.storage import Store, from_uri
@@ -16,12 +18,22 @@ class ApiDeps:
     store: Store
     server: ModelServer
     log: PredictionLog
+    rollout: Rollout | None = None
+    # proves a request was built inside this process (the Lambda PreTraffic check): random per
+    # container, never sent anywhere, so no caller can present it
+    internal_token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 def build_deps(settings: Settings | None = None, store: Store | None = None) -> ApiDeps:
     settings = settings or Settings()
     store = store or from_uri(settings.store)
-    server = ModelServer(Registry(store), alias=settings.alias, ttl=settings.model_ttl_seconds)
+    registry = Registry(store)
+    server = ModelServer(registry, alias=settings.alias, ttl=settings.model_ttl_seconds)
+    candidate = ModelServer(registry, alias=settings.candidate_alias, ttl=settings.model_ttl_seconds, required=False)
+    rollout = Rollout(server, candidate, registry, weight=settings.candidate_weight,
+                      min_requests=settings.rollout_min_requests,
+                      max_error_increase=settings.rollout_max_error_increase,
+                      max_latency_ratio=settings.rollout_max_latency_ratio)
     plog = PredictionLog(store, flush_seconds=settings.log_flush_seconds, flush_rows=settings.log_flush_rows,
                          max_buffer=settings.log_max_buffer)
-    return ApiDeps(settings, store, server, plog)
+    return ApiDeps(settings, store, server, plog, rollout)

@@ -92,6 +92,28 @@ def cmd_publish(args: argparse.Namespace) -> None:
          f"{report.copied}, {len(report.already_there)} already there; aliases and ledger untouched")
 
 
+def cmd_rollout(args: argparse.Namespace) -> None:
+    """Gradual promotion: the API sends a share of requests to the candidate alias (loopml.rollout)."""
+    from loopml.registry import Registry
+    from loopml.rollout import CANDIDATE
+
+    registry = Registry(_store(args))
+    if args.action == "start":
+        if args.version is None:
+            raise ValueError("rollout start needs a version")
+        entry = registry.set_alias(CANDIDATE, args.version, why=args.why or "gradual promotion", action="rollout")
+        echo(f"candidate: {entry['from']} -> {entry['to']}; the API sends it LOOPML_CANDIDATE_WEIGHT of /predict "
+             f"and rolls it back if it does worse; finish with `loopml promote {args.version}`")
+    elif args.action == "stop":
+        entry = registry.set_alias(CANDIDATE, None, why=args.why or "rollout stopped", action="rollback")
+        echo(f"candidate cleared (was {entry['from']})")
+    else:
+        current = registry.alias(CANDIDATE)
+        last = next((e for e in reversed(registry.ledger(CANDIDATE))), None)
+        echo(f"candidate: {current if current is not None else 'none'}"
+             + (f"; last change: {last['action']} by {last['who']}: {last['why']}" if last else ""))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -246,6 +268,10 @@ def parser() -> argparse.ArgumentParser:
     sp = cmd("publish", cmd_publish, "copy versions missing at another store there (never its aliases or ledger)")
     sp.add_argument("--to", required=True, help="destination store, e.g. s3://bucket/prefix")
     sp.add_argument("--dry-run", action="store_true")
+    sp = cmd("rollout", cmd_rollout, "gradual promotion: start/stop the API's candidate, or show it")
+    sp.add_argument("action", choices=["start", "stop", "status"])
+    sp.add_argument("version", type=int, nargs="?", default=None)
+    sp.add_argument("--why", default="", help="recorded in the ledger")
     sp = cmd("serve", cmd_serve, "serve the champion over HTTP with uvicorn")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)

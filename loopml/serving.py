@@ -71,8 +71,9 @@ class ModelServer:
     ``last_error`` is the full story for operators and the logs."""
 
     def __init__(self, registry: Registry, alias: str = "champion", ttl: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, required: bool = True) -> None:
         self.registry, self.alias, self.ttl, self.clock = registry, alias, ttl, clock
+        self.required = required  # False for the candidate alias: its absence is the normal case
         self._model: LoadedModel | None = None
         self._checked_at: float | None = None
         self._refused: dict[int, str] = {}  # one entry per bad version: bounded by the registry, not traffic
@@ -114,6 +115,10 @@ class ModelServer:
                        f"could not read the {self.alias} alias: {err}", logging.WARNING)
             return
         self.target = number
+        if number is None and not self.required:
+            self.problem = self.last_error = None
+            self._model = None
+            return
         if number is None:
             self._fail(f"no {self.alias} in the registry", f"no {self.alias} in the registry at {self.registry.store.uri}",
                        logging.WARNING)

@@ -22,6 +22,15 @@ class Settings(BaseSettings):
     log_flush_seconds: float = Field(default=5.0, ge=0)
     log_flush_rows: int = Field(default=500, ge=1)
     log_max_buffer: int = Field(default=100_000, ge=1, description="records held while the store is down; older ones are dropped and counted")
+    candidate_alias: str = Field(default="candidate", description="registry alias of a gradual promotion")
+    candidate_weight: float = Field(default=0.1, ge=0, le=1, description="share of /predict requests the candidate answers")
+    rollout_min_requests: int = Field(default=200, ge=1, description="candidate requests before it is judged")
+    rollout_max_error_increase: float = Field(default=0.01, ge=0, description="error-rate margin over the champion")
+    rollout_max_latency_ratio: float = Field(default=2.0, gt=1, description="median latency ratio to the champion")
+    gateway_api_keys: bool = Field(default=False, description="also accept requests API Gateway authenticated "
+                                                               "with a usage-plan key (template option)")
+    observability: str = Field(default="off", pattern="^(off|json)$",
+                               description="json: structured logs and CloudWatch EMF metrics on stdout")
     sns_topic_arn: str | None = None
     s3_timeout_seconds: float = Field(default=10.0, gt=0, description="connect and read timeout of each S3 request")
     s3_max_attempts: int = Field(default=3, ge=1, description="attempts per S3 call (the first one included)")

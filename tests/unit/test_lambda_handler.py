@@ -276,3 +276,27 @@ def test_invalid_base64_is_400_through_the_lambda_entry(lambda_module, event):
     e.update(body="%%% not base64 %%%", isBase64Encoded=True)
     r = lambda_module.handler(e, Context())
     assert r["statusCode"] == 400 and "base64" in answer(r)["detail"]
+
+
+def test_pretraffic_invoke_is_a_real_prediction_through_the_whole_app(lambda_module):
+    r = lambda_module.handler({"loopml": "pretraffic"}, Context())
+    assert r["statusCode"] == 200, r
+    body = answer(r)
+    assert body["model_version"] == 2 and len(body["predictions"]) == 2
+
+
+def test_a_forged_internal_marker_is_refused(lambda_module, event, sample_rows):
+    e = rest_event("POST", "/predict", {"row": sample_rows[0]}, JSON)
+    e["requestContext"]["loopml_internal"] = "0" * 32
+    assert lambda_module.handler(e, Context())["statusCode"] == 401
+
+
+@pytest.mark.parametrize("trust, key_id, status", [(True, "k-123", 200), (True, None, 403), (False, "k-123", 403)])
+def test_usage_plan_requests_are_trusted_only_when_configured(s3_store, linear_trained, sample_rows, trust, key_id, status):
+    linear_trained.register(s3_store)
+    settings = Settings(store=s3_store.uri, api_key_sha256=API_KEY_SHA256, gateway_api_keys=trust)
+    app = Mangum(create_app(build_deps(settings, s3_store)), lifespan="off")
+    e = rest_event("POST", "/predict", {"row": sample_rows[0]}, {"x-api-key": "a-client-key", **JSON})
+    e["requestContext"]["identity"]["apiKeyId"] = key_id
+    r = app(e, Context())
+    assert r["statusCode"] == status, r
