@@ -2,13 +2,16 @@
 #
 # build-ApiFunction is called by `sam build` (template.yaml: ApiFunction has CodeUri: . and
 # Metadata.BuildMethod: makefile, so SAM looks for this file at the repo root and sets ARTIFACTS_DIR).
-# It needs no Docker and no Python 3.12: the host's pip (3.11) fetches Linux CPython 3.12 wheels.
+# It needs no Docker: the host's pip (3.11) fetches Linux CPython 3.13 wheels, and a Python 3.13 (found by
+# infra/compile_bytecode.sh: on PATH, pyenv, or the podman image of infra/containers.sh) compiles the bytecode.
 #
 # Quick start (README): `make demo` and `make test`. Both set up .venv from the lock first.
 
 SHELL := /bin/bash
 PYTHON ?= python3
-LAMBDA_PYTHON_VERSION ?= 3.12
+LAMBDA_PYTHON_VERSION ?= 3.13
+# no = ship sources only (the smoke twin, built for the host's Python, compiles nothing)
+LAMBDA_PYC ?= yes
 LAMBDA_PLATFORMS ?= manylinux_2_28_x86_64 manylinux2014_x86_64
 LAMBDA_REQUIREMENTS ?= handlers/requirements.txt
 
@@ -95,7 +98,7 @@ image-podman:
 build-ApiFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run via 'sam build')" >&2; exit 2; }
 	@test -f handlers/api.py || { echo "handlers/api.py is missing" >&2; exit 2; }
-	# 1. third-party packages: binary wheels for Lambda (Linux x86_64, CPython 3.12) only.
+	# 1. third-party packages: binary wheels for Lambda (Linux x86_64, CPython 3.13) only.
 	#    pip's --platform does not expand manylinux_2_28 to older tags, hence the second platform.
 	$(PYTHON) -m pip install --disable-pip-version-check --no-warn-conflicts --root-user-action=ignore --no-compile --quiet \
 		$(foreach p,$(LAMBDA_PLATFORMS),--platform $(p)) \
@@ -113,3 +116,11 @@ build-ApiFunction:
 		"$(ARTIFACTS_DIR)/onnxruntime/tools" "$(ARTIFACTS_DIR)/onnxruntime/datasets" \
 		"$(ARTIFACTS_DIR)/numpy/f2py" "$(ARTIFACTS_DIR)/numpy/_core/include" \
 		"$(ARTIFACTS_DIR)/numpy/_pyinstaller"
+	#    powertools: the API uses its logger and EMF metrics only (they import utilities/typing and
+	#    utilities/jmespath_utils); the event handler and the other utilities are 6 MB of the 150 MB budget
+	rm -rf "$(ARTIFACTS_DIR)/aws_lambda_powertools/event_handler"
+	find "$(ARTIFACTS_DIR)/aws_lambda_powertools/utilities" -mindepth 1 -maxdepth 1 \
+		-not -name __init__.py -not -name jmespath_utils -not -name typing -exec rm -rf {} +
+	# 4. bytecode for the runtime's Python: /var/task is read-only, so without it every cold start
+	#    compiles every module from source.
+	@if [ "$(LAMBDA_PYC)" = yes ]; then bash infra/compile_bytecode.sh "$(ARTIFACTS_DIR)" $(LAMBDA_PYTHON_VERSION); fi

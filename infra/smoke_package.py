@@ -1,6 +1,6 @@
-"""Import the Lambda package in isolation and send it API Gateway events, without Docker or Python 3.12.
+"""Import the Lambda package in isolation and send it API Gateway events, without Docker or Python 3.13.
 
-The real package holds CPython 3.12 wheels, which this machine's Python cannot load. So this builds a
+The real package holds CPython 3.13 wheels, which this machine's Python cannot load. So this builds a
 twin with the *same* Makefile target, the same requirements and the same stripping, only with wheels
 for the host's Python, adds what the Lambda runtime provides (boto3), and then, in a fresh interpreter
 that sees nothing else (``python -I -S``: no site-packages, no user site, no PYTHON* variables):
@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = dict(os.environ, ARTIFACTS_DIR=str(pkg))
         run(["make", "--no-print-directory", "-C", str(ROOT), "build-ApiFunction",
-             f"PYTHON={sys.executable}", f"LAMBDA_PYTHON_VERSION={host}"], env=env, stdout=subprocess.DEVNULL)
+             f"PYTHON={sys.executable}", f"LAMBDA_PYTHON_VERSION={host}", "LAMBDA_PYC=no"], env=env, stdout=subprocess.DEVNULL)
         run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-warn-conflicts",
              "--root-user-action=ignore", "--quiet", "--no-compile",
              "-t", str(runtime), *RUNTIME_PROVIDED])
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LOOPML_", "AWS_"))}
-        clean.update(LOOPML_STORE=str(store), LOOPML_API_KEY_SHA256="0" * 64, AWS_DEFAULT_REGION="us-east-1")
+        clean.update(LOOPML_STORE=str(store), LOOPML_API_KEY_SHA256="0" * 64, AWS_DEFAULT_REGION="us-east-1",
+                     LOOPML_OBSERVABILITY="json")  # as the template sets it: powertools must import from the package
         # -I -S: no site-packages, no user site, no PYTHON* variables, no cwd on sys.path.
         proc = subprocess.run([sys.executable, "-I", "-S", "-c", DRIVER, str(pkg), str(runtime)],
                               env=clean, cwd=work)

@@ -103,4 +103,4 @@ def test_usage_plan_keys_are_an_option(template):
     assert res["UsagePlan"]["Condition"] == "HasUsagePlan" and res["ClientApi"]["Condition"] == "HasUsagePlan"
     body = res["ClientApi"]["Properties"]["Body"]
     assert body["paths"]["/{proxy+}"]["x-amazon-apigateway-any-method"]["security"] == [{"api_key": []}]
-    assert "Fn::ForEach::ClientKeys" in res
+    assert res["ClientKey1"]["Condition"] == "HasClient1" and res["ClientUsagePlanKey5"]["Condition"] == "HasClient5"
