@@ -108,7 +108,7 @@ def api_url(built_package: Path, emulator_store: Path, tmp_path_factory: pytest.
                                 "--parameter-overrides", f"ApiKeySha256={API_KEY_SHA256}"],
                                cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # a loaded machine makes podman slow to create the first container
         while True:
             if sam.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sam local start-api did not come up:\n{(work / 'sam.log').read_text()[-3000:]}")

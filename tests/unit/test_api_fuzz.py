@@ -46,6 +46,20 @@ def test_the_document_describes_the_real_features(api_schema, spec):
     assert "x-api-key" in str(api_schema.raw_schema["components"]["securitySchemes"])
 
 
+def test_the_examples_are_rows_of_the_reference_data_and_are_served(api_schema, linear_trained, spec):
+    from fastapi.testclient import TestClient
+
+    post = api_schema.raw_schema["paths"]["/predict"]["post"]
+    example = post["requestBody"]["content"]["application/json"]["examples"]["one row"]["value"]["row"]
+    first = linear_trained.evaluation.reference[spec.feature_names].iloc[0]
+    assert example["car_value"] == float(first["car_value"])
+    assert example["repaid_loan_on_prev_car"] == str(first["repaid_loan_on_prev_car"])
+    assert set(post["responses"]) == {"200", "400", "401", "403", "413", "415", "422", "503"}
+    assert post["security"] == [{"APIKeyHeader": []}]
+    with TestClient(api_schema.app) as c:
+        assert c.post("/predict", json={"row": example}, headers={"x-api-key": API_KEY}).status_code == 200
+
+
 @pytest.mark.parametrize("route, mode", [
     ("POST /predict", GenerationMode.POSITIVE), ("POST /predict", GenerationMode.NEGATIVE),
     ("POST /feedback", GenerationMode.POSITIVE), ("POST /feedback", GenerationMode.NEGATIVE),
