@@ -52,6 +52,8 @@ def parse_json(raw: bytes) -> Any:
         raise BodyError(f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     except RecursionError:
         raise BodyError("body is nested too deeply") from None
+    except BodyError:
+        raise
     except ValueError as err:  # anything else the decoder refuses
         raise BodyError(f"body is not valid JSON: {shown(str(err))}") from None
 
