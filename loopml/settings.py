@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore", frozen=True)
+    # an empty variable means "not set" (sam local leaves parameter refs it cannot resolve empty)
+    model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore", frozen=True, env_ignore_empty=True)
 
     store: str = Field(default=".loopml", description="store root: a folder or s3://bucket/prefix")
     alias: str = Field(default="champion", description="the registry alias the API serves")

@@ -89,6 +89,12 @@ def api_url(built_package: Path, emulator_store: Path, tmp_path_factory: pytest.
                     '[engine]\nruntime = "runc"\n')
     env = {**os.environ, "CONTAINERS_CONF": str(conf), "DOCKER_HOST": f"unix://{sock}", "SAM_CLI_TELEMETRY": "0",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    def ours() -> set[str]:  # containers running our built package (sam's, from this session)
+        out = subprocess.run(["podman", "ps", "-a", "--format", "{{.ID}} {{.Mounts}}"], env=env,
+                             capture_output=True, text=True).stdout
+        return {line.split()[0] for line in out.splitlines() if str(built_package / "ApiFunction") in line}
+
+    before = ours()
     podman = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=env,
                               stdout=subprocess.DEVNULL, stderr=open(work / "podman.log", "w"))
     sam = None
@@ -122,3 +128,6 @@ def api_url(built_package: Path, emulator_store: Path, tmp_path_factory: pytest.
         if sam is not None:
             _stop(sam)
         _stop(podman)  # sam stops its warm containers on SIGINT; the service goes after it
+        left = ours() - before  # a slow or failed start can leave one behind: remove what we made
+        if left:
+            subprocess.run(["podman", "rm", "-f", *left], env=env, capture_output=True)

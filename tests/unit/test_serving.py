@@ -369,3 +369,11 @@ def test_flush_if_due_writes_only_records_that_waited_long_enough():
     assert plog.flush_if_due() == 1
     assert len(store.list("prediction-log/date=2026-01-01/")) == 1
     assert plog.flush_if_due() == 0  # nothing left
+
+
+def test_empty_environment_variables_mean_unset(monkeypatch):
+    """sam local leaves template parameters it cannot resolve as empty strings."""
+    monkeypatch.setenv("LOOPML_CANDIDATE_WEIGHT", "")
+    monkeypatch.setenv("LOOPML_GATEWAY_API_KEYS", "")
+    s = Settings()
+    assert s.candidate_weight == 0.1 and s.gateway_api_keys is False
