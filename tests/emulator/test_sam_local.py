@@ -62,13 +62,16 @@ def test_docs_and_openapi(http):
     assert "x-api-key" in json.dumps(doc["components"]["securitySchemes"])
 
 
-@pytest.mark.parametrize("literal, status", [("9" * 401, 422), ("7" * 5000, 422), ("[" * 1000 + "]" * 1000, 400),
-                                             ('"\\ud800"', 422), ("3.4e39", 422), ("NaN", 400)])
+# 1000 levels of nesting: Python 3.11's parser gives up (400); 3.13's parses it and the row check
+# refuses the array (422). Either way a 4xx that says why.
+@pytest.mark.parametrize("literal, status", [("9" * 401, {422}), ("7" * 5000, {422}), ("[" * 1000 + "]" * 1000, {400, 422}),
+                                             ("[" * 200_000 + "]" * 200_000, {400}),
+                                             ('"\\ud800"', {422}), ("3.4e39", {422}), ("NaN", {400})])
 def test_hostile_values_are_4xx_under_the_emulator(http, row, literal, status):
     name = next(iter(row))
     raw = json.dumps({"row": {**row, name: "__X__"}}).replace('"__X__"', literal)
     r = http.post("/predict", content=raw, headers={**KEY, "content-type": "application/json"})
-    assert r.status_code == status, r.text
+    assert r.status_code in status, r.text
 
 
 # --- the fuzzers, over HTTP -----------------------------------------------------------------------
@@ -76,14 +79,14 @@ def test_hostile_values_are_4xx_under_the_emulator(http, row, literal, status):
                                          ("POST /feedback", GenerationMode.POSITIVE), ("POST /feedback", GenerationMode.NEGATIVE),
                                          ("GET /model", GenerationMode.POSITIVE), ("GET /health", GenerationMode.POSITIVE)], ids=str)
 def test_schemathesis_over_http(api_url, route, mode):
-    schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json", timeout=120)
     method, path = route.split()
     statuses = []
 
     @hsettings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(case=schema[path][method].as_strategy(generation_mode=mode))
     def run(case):
-        statuses.append(case.call_and_validate(base_url=api_url, headers={"x-api-key": API_KEY},
+        statuses.append(case.call_and_validate(base_url=api_url, headers={"x-api-key": API_KEY}, timeout=120,
                                                checks=[not_a_server_error, status_code_conformance]).status_code)
 
     run()

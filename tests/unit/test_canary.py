@@ -104,3 +104,7 @@ def test_usage_plan_keys_are_an_option(template):
     body = res["ClientApi"]["Properties"]["Body"]
     assert body["paths"]["/{proxy+}"]["x-amazon-apigateway-any-method"]["security"] == [{"api_key": []}]
     assert res["ClientKey1"]["Condition"] == "HasClient1" and res["ClientUsagePlanKey5"]["Condition"] == "HasClient5"
+
+
+def test_request_bodies_reach_the_app_byte_for_byte(template):
+    assert template["Resources"]["Api"]["Properties"]["BinaryMediaTypes"] == ["*~1*"]

@@ -300,3 +300,9 @@ def test_usage_plan_requests_are_trusted_only_when_configured(s3_store, linear_t
     e["requestContext"]["identity"]["apiKeyId"] = key_id
     r = app(e, Context())
     assert r["statusCode"] == status, r
+
+
+def test_a_binary_body_that_is_not_utf8_is_400(handler, event):
+    """With BinaryMediaTypes */* the gateway sends every body base64-encoded, bytes as they came."""
+    r = handler(event("POST", "/predict", b"\xff\xfe{}", KEY, b64=True), Context())
+    assert r["statusCode"] == 400 and "not UTF-8" in answer(r)["detail"]
