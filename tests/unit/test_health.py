@@ -55,7 +55,7 @@ def test_a_refused_newest_champion_is_reported_while_the_old_one_serves(store, l
         v2 = linear_trained.register(store, promote=False)
         key = registry.get(v2).artifacts["model.onnx"]["key"]
         store.put(key, store.get(key) + b"tampered")
-        registry.promote(v2, why="test")
+        registry.promote(v2, why="test", force=True)  # the registry refuses it otherwise
         r = c.get("/health")
         assert r.status_code == 200
         body = r.json()
