@@ -125,6 +125,11 @@ class ProblemSpec(_Strict):
     task: Task
     target: str = Field(min_length=1)
     timestamp: str | None = None
+    # how timestamp strings are written when they are not ISO 8601 (e.g. "%d/%m/%Y"): day-first and
+    # month-first dates are indistinguishable, so loopml refuses to guess
+    timestamp_format: str | None = None
+    # the unit of epoch-number timestamps (s, ms, us, ns); without it, numbers are refused, not read as 1970
+    timestamp_unit: Literal["s", "ms", "us", "ns"] | None = None
     id: str | None = None
     features: list[Feature] = Field(min_length=1)
     metric: Metric
@@ -147,6 +152,10 @@ class ProblemSpec(_Strict):
         for field, col in (("target", self.target), ("timestamp", self.timestamp), ("id", self.id)):
             if col is not None and col in names:
                 raise ValueError(f"{field}: column {col!r} is also listed as a feature")
+        if (self.timestamp_format or self.timestamp_unit) and not self.timestamp:
+            raise ValueError("timestamp_format/timestamp_unit: set only together with timestamp")
+        if self.timestamp_format and self.timestamp_unit:
+            raise ValueError("timestamp_format and timestamp_unit: give one (strings or epoch numbers), not both")
         tasks, _ = METRICS[self.metric.name]
         if self.task not in tasks:
             raise ValueError(f"metric.name: {self.metric.name!r} does not apply to task {self.task!r}")

@@ -173,3 +173,60 @@ def test_fingerprint_ignores_which_reader_made_the_frame():
     nullable = plain.astype({"n": "Int64", "x": "Float64", "b": "boolean", "s": "string"})
     assert fingerprint(plain) == fingerprint(nullable)
     assert fingerprint(plain) != fingerprint(plain.assign(n=[1, 2, 4]))
+
+
+# ------------------------------------------------------------------ timestamps, ids, booleans (issue 11 §1)
+def _spec_with(spec, **changes):
+    from loopml.spec import parse_spec
+
+    return parse_spec({**spec.model_dump(mode="json", exclude_none=True), **changes})
+
+
+def test_day_first_timestamps_are_refused_without_a_format(frame, spec):
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.strftime("%d/%m/%Y")
+    msg = _error(frame, spec)
+    assert "'timestamp'" in msg and "ambiguous" in msg and "timestamp_format" in msg
+
+
+def test_a_timestamp_format_reads_day_first_dates(frame, spec):
+    frame.loc[:, "timestamp"] = "01/02/2019"
+    out = validate(frame, _spec_with(spec, timestamp_format="%d/%m/%Y"))
+    assert (out["timestamp"] == pd.Timestamp("2019-02-01")).all()
+
+
+def test_epoch_numbers_need_a_unit_and_never_become_1970(frame, spec):
+    frame["timestamp"] = (pd.to_datetime(frame["timestamp"]) - pd.Timestamp(0)) // pd.Timedelta(seconds=1)
+    msg = _error(frame, spec)
+    assert "'timestamp'" in msg and "timestamp_unit" in msg
+    out = validate(frame, _spec_with(spec, timestamp_unit="s"))
+    assert out["timestamp"].dt.year.min() >= 2018
+
+
+def test_timezone_offsets_become_naive_utc(frame, spec):
+    frame.loc[:, "timestamp"] = "2019-01-01T01:00:00+02:00"
+    out = validate(frame, spec)
+    assert (out["timestamp"] == pd.Timestamp("2018-12-31 23:00")).all()
+
+
+def test_a_null_id_is_an_error_naming_the_rows(frame, spec):
+    frame["id"] = frame["id"].astype(float)
+    frame.loc[[7, 9], "id"] = np.nan
+    msg = _error(frame, spec)
+    assert "'id'" in msg and "rows 7, 9" in msg
+
+
+def test_ids_are_kept_as_the_data_gave_them():
+    from loopml.data.validate import canonical_ids
+
+    assert canonical_ids(pd.Series([60281, 7])).tolist() == ["60281", "7"]
+    assert canonical_ids(pd.Series([60281.0, 7.0])).tolist() == ["60281", "7"]
+    assert canonical_ids(pd.Series(["00123", "a-1"])).tolist() == ["00123", "a-1"]
+
+
+def test_true_in_a_numeric_column_is_an_error_not_one(frame, spec):
+    frame["car_value"] = frame["car_value"].astype(object)
+    frame.loc[3, "car_value"] = True
+    msg = _error(frame, spec)
+    assert "'car_value'" in msg and "True/False" in msg and "rows 3" in msg
+    frame["car_value"] = True
+    assert "True/False" in _error(frame, spec)
