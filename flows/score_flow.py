@@ -1,7 +1,8 @@
 """ScoreFlow: score a date range of new data with the champion; one Parquet partition per date.
 
 For running by hand; with no dates it scores yesterday (UTC). It carries no ``@schedule``: the one
-scheduled flow is CycleFlow, which scores before it monitors.
+scheduled flow is CycleFlow, which scores before it monitors. The run commits all its dates at once
+or none (see loopml.predictions); a retried step re-merges by id.
 """
 
 from flowbase import LoopmlFlow
@@ -12,6 +13,8 @@ class ScoreFlow(LoopmlFlow):
     start_date = Parameter("start", help="first date to score, YYYY-MM-DD (default: yesterday, UTC)", default="")
     end_date = Parameter("end", help="last date to score, inclusive (default: the start date)", default="")
     data = Parameter("data", help="override the spec's data.new URI", default="")
+    replace = Parameter("replace", help="replace dates that already hold predictions instead of merging by id",
+                        type=bool, default=False)
 
     @step
     def start(self):
@@ -27,9 +30,11 @@ class ScoreFlow(LoopmlFlow):
         from loopml.scoring import score_range
         from loopml.storage import from_uri
 
-        result = score_range(from_uri(self.store), self.spec, self.first, self.last, uri=self.data or None, progress=print)
-        self.version, self.partitions = result.version, result.partitions
-        print(f"scored {result.rows} rows into {len(result.partitions)} partitions with version {result.version}")
+        result = score_range(from_uri(self.store), self.spec, self.first, self.last, uri=self.data or None,
+                             progress=print, replace=self.replace)
+        self.version, self.partitions, self.score_run = result.version, result.partitions, result.run_id
+        print(f"committed {result.rows} rows into {len(result.partitions)} dates (run {result.run_id}) "
+              f"with version {result.version}")
         self.next(self.end)
 
     @step

@@ -130,9 +130,10 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     start, end = _dates(args)
     run = run_flow("score_flow", spec=args.spec, store=args.store or get_settings().store, start=start, end=end,
-                   data=args.data)
-    echo(f"scored {sum(run.data.partitions.values())} rows into {len(run.data.partitions)} partitions "
-         f"with version {run.data.version}")
+                   data=args.data, replace=args.replace or None)
+    # reached only when the run committed: any failure before the commit exits 2 with nothing published
+    echo(f"committed {sum(run.data.partitions.values())} rows into {len(run.data.partitions)} dates "
+         f"(run {run.data.score_run}) with version {run.data.version}")
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
@@ -282,6 +283,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--end", default="", help="YYYY-MM-DD, inclusive (default: --start)")
         if name == "score":
             sp.add_argument("--data", default="", help="override data.new")
+            sp.add_argument("--replace", action="store_true",
+                            help="replace dates that already hold predictions (needed when the spec has no id)")
         else:
             sp.add_argument("--as-of", default="", help="the run's 'now' (ISO time) when replaying history")
     sp = cmd("run-schedule", cmd_schedule, "replay the scheduled cycle (CycleFlow: score, monitor, retrain a "

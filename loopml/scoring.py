@@ -1,57 +1,43 @@
 """Stage 4, batch scoring: score new data with the champion, one date partition at a time.
 
-New data is read in bounded batches; each date's predictions are written as one Parquet object
-(``predictions/date=<D>/part.parquet``), so re-running a date replaces it in one PUT and never
-duplicates rows, and a killed run leaves no partial partition behind.
+New data is read in bounded batches and scored into local scratch files by date; only when every row
+has been read and validated does the run write one object per date and publish them all at once through
+the predictions manifest (:mod:`loopml.predictions`). A run commits all its dates or none, a date's
+existing rows are merged by id (never silently truncated), and a killed run leaves nothing readers see.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from loopml.data import validate
 from loopml.data.features import prepare
-from loopml.data.load import file_format
-from loopml.data.validate import DataError
+from loopml.data.load import Source, iter_frames, sources
+from loopml.data.validate import DataError, canonical_ids
 from loopml.modeling.train import with_predictions
-from loopml.predictor import OnnxPredictor, Predictor, Schema
+from loopml.predictions import commit, new_run_id, read_predictions
+from loopml.predictor import MISSING, OnnxPredictor, Predictor, Schema
 from loopml.registry import ModelVersion, Registry
 from loopml.serving import load_predictor
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
-from loopml.storage.layout import PREDICTIONS, partition_dates, partition_key
+
+__all__ = ["score_range", "ScoreResult", "NothingToScore", "predict_frame", "column_feeds", "read_predictions",
+           "parse_date", "yesterday"]
 
 log = logging.getLogger("loopml.scoring")
 
 BATCH_ROWS = 200_000
-
-
-def iter_frames(uri: str, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
-    """Read CSV or Parquet in batches of at most ``batch_rows`` (bounded memory)."""
-    fmt = file_format(uri)
-    if uri.startswith("s3://"):
-        import awswrangler as wr
-
-        chunks = wr.s3.read_csv(uri, chunksize=batch_rows) if fmt == "csv" else wr.s3.read_parquet(uri, chunked=batch_rows)
-        yield from chunks
-        return
-    if not Path(uri).is_file():
-        raise DataError(f"{uri}: no such file")
-    if fmt == "csv":
-        yield from pd.read_csv(uri, chunksize=batch_rows)
-        return
-    import pyarrow.parquet as pq
-
-    for batch in pq.ParquetFile(uri).iter_batches(batch_size=batch_rows):
-        yield batch.to_pandas()
 
 
 def parse_date(value: str, field: str) -> date:
@@ -66,17 +52,27 @@ def yesterday() -> date:
 
 
 def column_feeds(X: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray]:
-    """ONNX inputs from a prepared frame: one (n, 1) column per feature, no per-row work."""
-    return {n: X[n].to_numpy(np.float32 if k == "numeric" else object).reshape(-1, 1) for n, k in schema.features}
+    """ONNX inputs from a validated (or prepared) frame: one (n, 1) column per feature, no per-row work.
+    Missing categories get the same marker as :func:`loopml.data.features.prepare` gives them."""
+    def feed(name: str, kind: str) -> np.ndarray:
+        col = X[name]
+        if kind == "numeric":
+            return col.to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
+        return col.fillna(MISSING).to_numpy(object).reshape(-1, 1)
+
+    return {n: feed(n, k) for n, k in schema.features}
 
 
 def predict_frame(predictor: Predictor, df: pd.DataFrame, spec: ProblemSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """Column-wise prediction: ONNX gets whole columns, scikit-learn gets a DataFrame."""
-    X = prepare(df, spec)
     classes = list(predictor.schema.classes) if predictor.schema.classes else None
-    if isinstance(predictor, OnnxPredictor):
-        values, proba = predictor.raw(column_feeds(X, predictor.schema))
-    elif spec.is_classifier:
+    if isinstance(predictor, OnnxPredictor):  # straight from the validated columns: no prepared copy
+        values, proba = predictor.raw(column_feeds(df, predictor.schema))
+        if classes is None:
+            return values, None
+        return np.asarray(classes)[proba.argmax(axis=1)], proba
+    X = prepare(df, spec)
+    if spec.is_classifier:
         proba = predictor.pipeline.predict_proba(X)
         values = proba.argmax(axis=1)
     else:
@@ -86,65 +82,129 @@ def predict_frame(predictor: Predictor, df: pd.DataFrame, spec: ProblemSpec) -> 
     return np.asarray(classes)[proba.argmax(axis=1)], proba
 
 
+class NothingToScore(DataError):
+    """No rows of the new data fall in the range: the same answer for every input format (an empty CSV,
+    a header-only CSV, a 0-row Parquet, no partition files, or rows only outside the range)."""
+
+
 @dataclass
 class ScoreResult:
     version: int
-    partitions: dict[str, int]  # date -> rows written
+    partitions: dict[str, int]  # date -> rows this run scored
+    run_id: str = ""
+    committed: dict[str, int] = field(default_factory=dict)  # date -> rows the date holds after the merge
 
     @property
     def rows(self) -> int:
         return sum(self.partitions.values())
 
 
-def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: str | None = None,
-                version: ModelVersion | None = None, batch_rows: int = BATCH_ROWS,
-                progress: Callable[[str], None] | None = None) -> ScoreResult:
-    """Score every row of the new data whose timestamp falls in [start, end] (dates, inclusive)."""
-    if not spec.timestamp:
-        raise ValueError("timestamp: batch scoring partitions by date and needs the spec's timestamp column")
+def _check_request(spec: ProblemSpec, start: date, end: date, files: list[Source]) -> None:
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
+    if not spec.timestamp and start != end and any(f.day is None for f in files):
+        # without a timestamp, a file's rows belong to the date being scored (their ingestion date)
+        raise ValueError("timestamp: the spec has none, so one file is scored as one ingestion date; "
+                         "score one date at a time (--start only), or give data.new as date partitions or a {date} template")
+
+
+def _row_days(batch: pd.DataFrame, spec: ProblemSpec, day: date | None, start: date,
+              end: date) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows that belong to [start, end] and each one's date as a day number (datetime64[D] as int):
+    its timestamp's date, or, without a timestamp, the partition's date or the date being scored
+    (ingestion date). Day numbers, not strings: grouping a million rows by an int is cheap."""
+    if not spec.timestamp:
+        return batch, np.full(len(batch), np.datetime64(day or start, "D").astype(np.int64))
+    days = batch[spec.timestamp].to_numpy("datetime64[ns]").astype("datetime64[D]")
+    keep = (days >= np.datetime64(start, "D")) & (days <= np.datetime64(end, "D"))
+    if keep.all():
+        return batch, days.astype(np.int64)
+    return batch[keep], days[keep].astype(np.int64)
+
+
+def _score_batch(predictor: Predictor, batch: pd.DataFrame, spec: ProblemSpec, version: int) -> pd.DataFrame:
+    pred, proba = predict_frame(predictor, batch, spec)
+    classes = list(predictor.schema.classes or []) or None
+    scored = with_predictions(batch, spec, pred, proba, classes)
+    scored["model_version"] = version
+    if spec.id:
+        scored[spec.id] = canonical_ids(scored[spec.id])
+    return scored
+
+
+@dataclass
+class Scratch:
+    """Scored rows spilled to local files by date, before anything is committed. Arrow IPC files, not
+    Parquet: they are read back once, on this machine, so encoding them would only cost time."""
+
+    folder: Path
+    paths: dict[str, list[Path]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def spill(self, scored: pd.DataFrame, days: np.ndarray, tag: str) -> None:
+        table = pa.Table.from_pandas(scored, preserve_index=False)  # one conversion per batch
+        order = np.argsort(days, kind="stable")
+        uniques, starts = np.unique(days[order], return_index=True)
+        for day_no, lo, hi in zip(uniques, starts, [*starts[1:], len(order)], strict=True):
+            day = str(np.datetime64(int(day_no), "D"))
+            path = self.folder / f"{day}-{tag}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table.take(order[lo:hi]))
+            self.paths.setdefault(day, []).append(path)
+            self.rows[day] = self.rows.get(day, 0) + int(hi - lo)
+
+
+def _load_spilled(paths: list[Path], scored_at: str) -> pa.Table:
+    tables = []
+    for path in paths:
+        with pa.OSFile(str(path), "rb") as source:  # read into memory: the file goes with the scratch folder
+            tables.append(pa.ipc.open_file(source).read_all())
+    table = pa.concat_tables(tables)
+    return table.append_column("scored_at", pa.repeat(pa.scalar(scored_at, pa.string()), len(table)))
+
+
+def _score_to_scratch(files: list[Source], predictor: Predictor, spec: ProblemSpec, version: int, start: date,
+                      end: date, batch_rows: int, scratch: Scratch, say: Callable[[str], None]) -> None:
+    """Pass 1: validate and score batch by batch, spilling each date's rows to local scratch files, so
+    memory holds one batch, and nothing reaches the store before every row has been read and validated."""
+    seen = 0
+    for f_no, src in enumerate(files):
+        for b_no, batch in enumerate(iter_frames(src.uri, batch_rows)):
+            if batch.empty:
+                continue
+            where = f"{src.uri} (rows {batch.index[0]}-{batch.index[-1]})"
+            batch, days = _row_days(validate(batch, spec, require_target=False, source=where), spec, src.day, start, end)
+            if batch.empty:
+                continue
+            seen += len(batch)
+            scratch.spill(_score_batch(predictor, batch, spec, version), days, f"{f_no:05d}-{b_no:06d}")
+            say(f"{src.uri} batch {b_no}: {seen} rows in range scored so far, {len(scratch.rows)} dates")
+
+
+def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: str | None = None,
+                version: ModelVersion | None = None, batch_rows: int = BATCH_ROWS,
+                progress: Callable[[str], None] | None = None, *, replace: bool = False, run_id: str | None = None,
+                on_object: Callable[[str], None] | None = None) -> ScoreResult:
+    """Score every row of the new data that falls in [start, end] (dates, inclusive), then commit all its
+    dates at once (:mod:`loopml.predictions`): a date's existing rows are merged by the spec's id; without
+    an id, a date that already holds predictions is refused unless ``replace``."""
     uri = uri or spec.data.new
     if not uri:
         raise ValueError("data.new: the spec does not say where the new data to score lives")
+    files = sources(uri, start, end)
+    _check_request(spec, start, end, files)
     registry = Registry(store)
     version = version or registry.resolve()
     predictor = load_predictor(registry, version)
-    lo, hi = pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1)
-    classes = list(predictor.schema.classes or []) or None
-    seen = 0
-    # Pass 1 scores batch by batch and spills each date's rows to local scratch files; pass 2 writes
-    # one partition per date. Memory holds one batch or one date, never the whole range, and nothing
-    # reaches the store until every batch has been read and validated.
-    with tempfile.TemporaryDirectory(prefix="loopml-score-") as scratch:
-        spilled: dict[str, list[Path]] = {}
-        for i, batch in enumerate(iter_frames(uri, batch_rows)):
-            batch = validate(batch, spec, require_target=False, source=f"{uri} (batch {i})")
-            ts = batch[spec.timestamp]
-            batch = batch[(ts >= lo) & (ts < hi)]
-            seen += len(batch)
-            if batch.empty:
-                continue
-            pred, proba = predict_frame(predictor, batch, spec)
-            scored = with_predictions(batch, spec, pred, proba, classes)
-            scored["model_version"] = version.number
-            for day, part in scored.groupby(scored[spec.timestamp].dt.date.astype(str)):
-                path = Path(scratch) / f"{day}-{i:06d}.parquet"
-                part.to_parquet(path, index=False)
-                spilled.setdefault(day, []).append(path)
-            (progress or log.info)(f"batch {i}: {seen} rows in range scored so far, {len(spilled)} dates")
-        written: dict[str, int] = {}
+    run_id = run_id or new_run_id()
+    say = progress or log.info
+    with tempfile.TemporaryDirectory(prefix="loopml-score-") as folder:
+        scratch = Scratch(Path(folder))
+        _score_to_scratch(files, predictor, spec, version.number, start, end, batch_rows, scratch, say)
+        if not scratch.rows:
+            raise NothingToScore(f"{uri}: no rows to score between {start} and {end} in {len(files)} file(s); "
+                                 "nothing was committed")
         scored_at = datetime.now(UTC).isoformat()
-        for day in sorted(spilled):
-            frame = pd.concat([pd.read_parquet(p) for p in spilled[day]], ignore_index=True)
-            frame["scored_at"] = scored_at
-            if spec.id:
-                frame[spec.id] = frame[spec.id].astype(str)
-            store.write_parquet(partition_key(PREDICTIONS, day), frame)
-            written[day] = len(frame)
-    return ScoreResult(version.number, written)
-
-
-def read_predictions(store: Store, start: date | None = None, end: date | None = None) -> pd.DataFrame:
-    days = partition_dates(store, PREDICTIONS, start, end)
-    return store.read_parquet_many([partition_key(PREDICTIONS, d) for d in days])
+        staged = {day: partial(_load_spilled, paths, scored_at) for day, paths in scratch.paths.items()}
+        parts = commit(store, run_id, staged, spec.id, replace=replace, on_object=on_object)
+    return ScoreResult(version.number, dict(sorted(scratch.rows.items())), run_id, {p.date: p.rows for p in parts})
