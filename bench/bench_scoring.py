@@ -167,11 +167,13 @@ def main() -> None:
         print("   (loopml includes: read Parquet in batches, validate, predict, write partitions, commit the manifest)")
         print(f"   medians of {args.repeat} alternating runs; loopml runs: "
               f"{', '.join(f'{x:.2f}' for x in t_loop_all)} s; baseline runs: {', '.join(f'{x:.2f}' for x in t_base_all)} s")
-        print(f"ratio loopml / fair baseline time: {t_loop / t_base:.2f}x   (target: <= 1.3x)")
+        ratio = t_loop / t_base
+        print(f"ratio loopml / fair baseline time: {ratio:.2f}x")
         print(f"ratio loopml / bare ONNX time:    {t_loop / t_onnx:.2f}x")
         print(f"ratio loopml / bare sklearn time: {t_loop / t_skl:.2f}x")
         print(f"peak Python-heap memory in score_range (tracemalloc; Arrow buffers not counted): {peak / 1e6:.0f} MB "
               f"for {n:,} rows in batches of {args.batch_rows:,}")
+        print(f"\n{'PASS' if ratio <= 1.3 else 'FAIL'}  loopml within 1.3x of the fair baseline   {ratio:.2f}x")
 
 
 if __name__ == "__main__":
