@@ -107,7 +107,7 @@ def test_metaflow_datastore_is_moto_s3(trained, s3):
 
 def test_score_flow_writes_daily_partitions_and_reruns_do_not_duplicate(scored, project, s3):
     from loopml.flowrun import run_flow
-    from loopml.scoring import read_predictions
+    from loopml.predictions import MANIFEST, committed, read_predictions
     from loopml.storage import from_uri
 
     partitions = scored.data.partitions
@@ -115,19 +115,23 @@ def test_score_flow_writes_daily_partitions_and_reruns_do_not_duplicate(scored, 
     assert sum(partitions.values()) == len(new)
     days = sorted(new.timestamp.str[:10].unique())
     assert sorted(partitions) == days
-    keys = list_keys(s3, f"{STORE_PREFIX}/predictions/")
-    assert keys == [f"{STORE_PREFIX}/predictions/date={d}/part.parquet" for d in days]
-
     store = from_uri(STORE)
+    run = scored.data.score_run
+    published = committed(store)  # the manifest names one object of this run per date
+    assert sorted(published) == days
+    assert [p.key for p in published.values()] == [f"predictions/date={d}/{run}.parquet" for d in days]
+    assert list_keys(s3, f"{STORE_PREFIX}/predictions/") == sorted(
+        [f"{STORE_PREFIX}/{MANIFEST}"] + [f"{STORE_PREFIX}/{p.key}" for p in published.values()])
+
     first = read_predictions(store)
     assert len(first) == len(new)
     assert {"y_pred", "y_pred_proba", "model_version", "id"} <= set(first.columns)
     assert first["y_pred_proba"].between(0, 1).all()
 
-    # score the same range again: each partition is replaced, never appended to
+    # score the same range again: the rows merge by id into new objects, never appended to
     again = run_flow("score_flow", show_output=False, spec=project["spec"], store=STORE, start=NEW_START, end=NEW_END)
     assert again.data.partitions == partitions
-    assert list_keys(s3, f"{STORE_PREFIX}/predictions/") == keys
+    assert {p.run_id for p in committed(store).values()} == {again.data.score_run}
     second = read_predictions(store)
     assert len(second) == len(new)
     assert second["id"].is_unique
