@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from loopml import faults
 from loopml.data.validate import DataError
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import PREDICTIONS
@@ -208,8 +209,12 @@ def _build(store: Store, day: str, rows: Rows, base: Partition | None, id_column
            replace: bool, run_id: str, scored_at: str) -> Partition:
     """Write the date's object under this run's key: its new rows merged into the committed ones
     (or, with ``replace``, instead of them)."""
+    new = rows()
+    if id_column and pc.count_distinct(new[id_column]).as_py() != new.num_rows:
+        # batches are checked one by one; the same id in two batches or files would otherwise be kept twice
+        raise DataError(f"id column {id_column!r} repeats ids among the new rows for {day}: nothing was committed")
     old = store.read_parquet(base.key) if base is not None and id_column and not replace else None
-    table = merge(old, rows(), id_column)
+    table = merge(old, new, id_column)
     key = object_key(day, run_id)
     store.put(key, _parquet(table))  # one atomic PUT; the object is invisible until the manifest names it
     versions = tuple(sorted(int(v) for v in pc.unique(table["model_version"]).to_pylist()))
@@ -230,10 +235,13 @@ def commit(store: Store, run_id: str, staged: dict[str, Rows], id_column: str | 
             base_key = base.key if base is not None else None
             if day not in built or built[day][0] != base_key:  # first try, or another run changed this date
                 built[day] = (base_key, _build(store, day, staged[day], base, id_column, replace, run_id, scored_at))
+                faults.point("score.object_written")
                 if on_object is not None:
                     on_object(built[day][1].key)
         parts = [p for _, p in built.values()]
+        faults.point("score.before_commit")
         if store.put_if(MANIFEST, manifest.with_partitions(parts, scored_at).encode(), manifest.token):
+            faults.point("score.after_commit")
             return sorted(parts, key=lambda p: p.date)
         time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # another run committed: back off, re-merge
     raise CommitConflict(f"{store.url(MANIFEST)} changed under this run {attempts} times; nothing was published")

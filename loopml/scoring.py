@@ -159,7 +159,7 @@ def _load_spilled(paths: list[Path], scored_at: str) -> pa.Table:
     for path in paths:
         with pa.OSFile(str(path), "rb") as source:  # read into memory: the file goes with the scratch folder
             tables.append(pa.ipc.open_file(source).read_all())
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables(tables, promote_options="permissive")  # e.g. a column all-null in one batch
     return table.append_column("scored_at", pa.repeat(pa.scalar(scored_at, pa.string()), len(table)))
 
 

@@ -282,3 +282,28 @@ def test_prune_deletes_only_what_no_reader_follows(store, spec, recent, tmp_path
     deleted = prune(store, now=datetime.now(UTC) + timedelta(days=1))
     assert deleted and not set(deleted) & live
     assert set(store.list("predictions/date=")) == live and read_manifest(store).retired == {}
+
+
+def test_commits_on_an_s3_store(s3_bucket, trained, spec, recent, tmp_path):
+    """The manifest's compare-and-swap on S3 (If-Match / If-None-Match), and readers that follow it."""
+    from loopml.storage.s3 import S3Store
+
+    store = S3Store(f"s3://{s3_bucket}/store")
+    trained.register(store)
+    uri = _write(recent, tmp_path / "new.parquet")
+    first = score_range(store, spec, FIRST, LAST, uri=uri)
+    second = score_range(store, spec, FIRST, LAST, uri=uri)
+    assert {p.run_id for p in committed(store).values()} == {second.run_id} != {first.run_id}
+    got = read_predictions(store)
+    assert sorted(got["id"]) == sorted(recent["id"].astype(str))
+
+
+def test_an_id_repeated_across_files_fails_the_run(store, spec, recent, tmp_path):
+    day = _busiest_day(recent)
+    rows = recent[pd.to_datetime(recent["timestamp"]).dt.date == day]
+    root = tmp_path / "in"
+    _write(rows, root / f"date={day}" / "a.parquet")
+    _write(rows.head(1), root / f"date={day}" / "b.parquet")
+    with pytest.raises(DataError, match="repeats ids"):
+        score_range(store, spec, day, day, uri=str(root))
+    assert committed(store) == {}
