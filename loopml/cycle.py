@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from loopml.monitoring_run import MonitoringRun, run_monitoring
+from loopml.registry import Registry
 from loopml.retraining import (
     Retrainer,
     claim_retraining,
@@ -23,7 +24,7 @@ from loopml.retraining import (
     retrain_challenger,
     start_once,
 )
-from loopml.scoring import ScoreResult, score_range
+from loopml.scoring import NothingToScore, ScoreResult, score_range
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
 
@@ -55,8 +56,12 @@ def replay_as_of(day: date) -> datetime:
 
 
 def score_days(store: Store, spec: ProblemSpec, first: date, last: date, uri: str | None = None) -> ScoreResult:
-    """Step 1: score the new data of [first, last] with the champion."""
-    return score_range(store, spec, first, last, uri=uri)
+    """Step 1: score the new data of [first, last] with the champion. Days without new data commit
+    nothing; the cycle goes on, and monitoring reports the gap (no_data, partly_scored)."""
+    try:
+        return score_range(store, spec, first, last, uri=uri)
+    except NothingToScore:
+        return ScoreResult(Registry(store).resolve().number, {})
 
 
 def monitor_window(store: Store, spec: ProblemSpec, first: date, last: date, now: datetime, *,

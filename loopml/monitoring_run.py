@@ -25,11 +25,12 @@ import pandas as pd
 from loopml.labels import attach_labels, load_labels, scored_window
 from loopml.monitoring import Alert, decide_retraining, evaluate_alerts, monitor, publish_alerts, render_report
 from loopml.monitoring.alerts import DATA_KINDS
+from loopml.predictions import committed
 from loopml.registry import ModelVersion, Registry
 from loopml.retraining import Retrainer, start_once
 from loopml.spec import ProblemSpec
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import ALERTS, DECISIONS, LATEST_RUN, MONITORING, NOTIFIED, PREDICTIONS, partition_dates
+from loopml.storage.layout import ALERTS, DECISIONS, LATEST_RUN, MONITORING, NOTIFIED
 
 __all__ = ["LATEST", "NOTIFIED", "MonitoringRun", "Coverage", "run_monitoring", "window_coverage", "data_alerts",
            "model_age_from", "run_name"]
@@ -87,7 +88,7 @@ def window_coverage(store: Store, spec: ProblemSpec, scored: pd.DataFrame, start
         for (day, version), n in scored.groupby([days, scored["model_version"]]).size().items():
             by_date.setdefault(str(day), {})[int(version)] = int(n)
     versions = scored["model_version"].value_counts() if "model_version" in scored.columns else pd.Series(dtype=int)
-    first_ever = partition_dates(store, PREDICTIONS)[:1]
+    first_ever = list(committed(store))[:1]  # committed dates only: a killed run's objects are not scores
     lo = max(filter(None, [start, date.fromisoformat(first_ever[0]) if first_ever else None]), default=None)
     hi = end or (max(date.fromisoformat(d) for d in by_date) if by_date else None)
     expected = _dates(lo, hi) if lo and hi and lo <= hi else sorted(by_date)
