@@ -7,7 +7,7 @@ scored_at). So a run commits all its dates or none:
 
 * a reader sees the manifest before the swap (every old date) or after it (every new date);
 * a run killed before the swap leaves only unreferenced objects, which readers never open and
-  :func:`prune` deletes once they are older than a grace period;
+  :func:`prune` (run after every commit) deletes once they are older than a grace period (24 h);
 * two runs racing on the manifest cannot lose each other's dates: the loser re-reads the manifest,
   re-merges the dates whose object changed meanwhile, and tries again.
 
@@ -43,7 +43,9 @@ __all__ = ["MANIFEST", "Partition", "Manifest", "Coverage", "CommitConflict", "W
 MANIFEST = f"{PREDICTIONS}/_manifest.json"
 FORMAT = 1
 COMMIT_ATTEMPTS = 20
-PRUNE_GRACE = timedelta(hours=6)  # longer than any reader holds a manifest, shorter than a day's schedule
+# longer than any reader holds a manifest and than any score run takes (a run's objects are orphans
+# until it commits), so pruning never pulls an object from under a reader or a run still writing
+PRUNE_GRACE = timedelta(hours=24)
 
 
 class CommitConflict(RuntimeError):

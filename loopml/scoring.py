@@ -25,7 +25,7 @@ from loopml.data.features import prepare
 from loopml.data.load import Source, iter_frames, sources
 from loopml.data.validate import DataError, canonical_ids
 from loopml.modeling.train import with_predictions
-from loopml.predictions import commit, new_run_id, read_predictions
+from loopml.predictions import commit, new_run_id, prune, read_predictions
 from loopml.predictor import MISSING, OnnxPredictor, Predictor, Schema
 from loopml.registry import ModelVersion, Registry
 from loopml.serving import load_predictor
@@ -181,6 +181,18 @@ def _score_to_scratch(files: list[Source], predictor: Predictor, spec: ProblemSp
             say(f"{src.uri} batch {b_no}: {seen} rows in range scored so far, {len(scratch.rows)} dates")
 
 
+def _tidy(store: Store, say: Callable[[str], None]) -> None:
+    """Delete stale objects no reader follows. Best effort: the run has committed, and a failure here
+    only leaves garbage for the next run to delete, so it must not turn a committed run into an error."""
+    try:
+        removed = prune(store)
+    except Exception as err:  # any store failure: the commit stands
+        say(f"predictions committed; pruning stale objects failed and is left to the next run: {err}")
+        return
+    if removed:
+        say(f"pruned {len(removed)} stale prediction object(s)")
+
+
 def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: str | None = None,
                 version: ModelVersion | None = None, batch_rows: int = BATCH_ROWS,
                 progress: Callable[[str], None] | None = None, *, replace: bool = False, run_id: str | None = None,
@@ -207,4 +219,5 @@ def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: st
         scored_at = datetime.now(UTC).isoformat()
         staged = {day: partial(_load_spilled, paths, scored_at) for day, paths in scratch.paths.items()}
         parts = commit(store, run_id, staged, spec.id, replace=replace, on_object=on_object)
+    _tidy(store, say)
     return ScoreResult(version.number, dict(sorted(scratch.rows.items())), run_id, {p.date: p.rows for p in parts})

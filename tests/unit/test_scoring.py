@@ -307,3 +307,12 @@ def test_an_id_repeated_across_files_fails_the_run(store, spec, recent, tmp_path
     with pytest.raises(DataError, match="repeats ids"):
         score_range(store, spec, day, day, uri=str(root))
     assert committed(store) == {}
+
+
+def test_a_committed_run_prunes_stale_leftovers(store, spec, recent, tmp_path):
+    stray = object_key("2019-01-01", new_run_id(datetime.now(UTC) - timedelta(days=2)))  # a run killed two days ago
+    store.put(stray, b"half")
+    fresh = object_key("2019-01-01", new_run_id())  # a run still writing: left alone
+    store.put(fresh, b"half")
+    score_range(store, spec, FIRST, LAST, uri=_write(recent, tmp_path / "new.parquet"))
+    assert not store.exists(stray) and store.exists(fresh)
