@@ -15,7 +15,11 @@ Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
                                                  after the alias moved (when, who, from, to, why, forced)
     registry/ledger/<NNNNNNNN>.json              the flat ledger of older versions: read, never written
     registry/ledger-void/...                     entries `loopml doctor --repair` set aside (moves that never happened)
-    predictions/date=<YYYY-MM-DD>/part.parquet   batch scores; a re-run replaces the partition in one PUT
+    predictions/_manifest.json                   the committed batch scores (date -> object key, rows, model
+                                                 versions, run id, scored_at): readers open only what it names
+    predictions/date=<YYYY-MM-DD>/<run>.parquet  one object per date and score run, published all at once by a
+                                                 compare-and-swap of the manifest (all dates of a run or none);
+                                                 unreferenced ones (killed runs, replaced dates) are pruned after 24 h
     prediction-log/date=<YYYY-MM-DD>/<id>.jsonl  API predictions (id, time, features, outputs, version)
     feedback/date=<YYYY-MM-DD>/<id>.json         ground-truth labels by prediction id
     monitoring/runs/<start>_<end>_v<N>/results.json|report.html   one folder per monitored window and version
