@@ -1,5 +1,6 @@
 """Retried and re-run flows change nothing the second time (Metaflow against a moto S3/SNS/SQS/SFN server).
 
+- TrainFlow's ``end`` run again (``resume --step-to-rerun end``) registers no second version.
 - MonitorFlow run twice over the same window stores each alert once, publishes one SNS message, writes
   one decision and starts this project's deployed TrainFlow (Step Functions) once.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _support import BUCKET, put_parquet, small_spec, write_spec
+from _support import BUCKET, REPO, put_parquet, small_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +37,25 @@ def trained(project):
     from loopml.flowrun import run_flow
 
     return run_flow("train_flow", show_output=False, spec=project["spec"], store=STORE)
+
+
+def test_train_flow_end_run_twice_registers_one_version(trained, project, monkeypatch):
+    from metaflow import Runner
+
+    from loopml.registry import Registry
+    from loopml.storage import from_uri
+
+    registry = Registry(from_uri(STORE))
+    assert registry.versions() == [trained.data.version] and trained.data.decision["promoted"]
+    ledger = registry.ledger()
+    monkeypatch.setenv("LOOPML_SPEC", project["spec"])  # the IncludeFile's default, read again on resume
+    with Runner(str(REPO / "flows" / "train_flow.py"), show_output=False).resume(
+            origin_run_id=trained.id, step_to_rerun="end") as resumed:
+        assert resumed.status == "successful", resumed.stderr[-3000:]
+        again = resumed.run
+    assert again.id != trained.id and again.data.version == trained.data.version
+    assert registry.versions() == [trained.data.version]  # the same version, not a second one
+    assert registry.ledger() == ledger  # and no second promotion
 
 
 @pytest.fixture(scope="module")
