@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from datetime import date
 from typing import Any
 
-from loopml.settings import get_settings
+APP_FACTORY = "handlers.app:create_app"  # uvicorn imports it by name: the core never imports handlers/
 
 
 def echo(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def store_uri(args: argparse.Namespace) -> str:
+    if args.store:
+        return args.store
+    from loopml.settings import get_settings  # pydantic-settings only when no --store was given
+
+    return get_settings().store
 
 
 def _store(args: argparse.Namespace, existing: bool = False):
@@ -20,7 +30,7 @@ def _store(args: argparse.Namespace, existing: bool = False):
     that does not exist is an error ("no such store"), not an empty registry."""
     from loopml.storage import from_uri
 
-    store = from_uri(args.store or get_settings().store)
+    store = from_uri(store_uri(args))
     if existing:
         store.require_existing()
     return store
@@ -41,9 +51,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     from loopml.spec import load_spec
 
     load_spec(args.spec)  # fail here, with the field named, before a flow starts
-    run = run_flow("train_flow", spec=args.spec, store=args.store or get_settings().store, mode=args.mode,
+    run = run_flow("train_flow", spec=args.spec, store=store_uri(args), mode=args.mode,
                    until=args.until, data=args.data)
     d = run.data.decision
+    for w in getattr(run.data, "warnings", []):
+        echo(f"warning: {w['message']}")
+    echo("test metrics (held-out split): " + _metrics(run.data.metrics))
     echo(f"registered version {run.data.version} from {run.pathspec}; promoted: {d['promoted']}")
     for reason in d["gates"]["reasons"]:
         echo(f"  not promoted: {reason}")
@@ -95,19 +108,17 @@ def cmd_publish(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from handlers.app import create_app
-    from handlers.deps import build_deps
-    from loopml.settings import Settings
-
-    settings = Settings(store=args.store) if args.store else get_settings()
-    uvicorn.run(create_app(build_deps(settings)), host=args.host, port=args.port, log_level="info")
+    if args.store:
+        os.environ["LOOPML_STORE"] = args.store  # the app reads its Settings from LOOPML_* like on Lambda
+    # the app lives in handlers/ (the Lambda package); the core names it for uvicorn and never imports it
+    uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, log_level="info")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
 
     start, end = _dates(args)
-    run = run_flow("score_flow", spec=args.spec, store=args.store or get_settings().store, start=start, end=end,
+    run = run_flow("score_flow", spec=args.spec, store=store_uri(args), start=start, end=end,
                    data=args.data)
     echo(f"scored {sum(run.data.partitions.values())} rows into {len(run.data.partitions)} partitions "
          f"with version {run.data.version}")
@@ -117,7 +128,7 @@ def cmd_monitor(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
 
     start, end = _dates(args)
-    run = run_flow("monitor_flow", spec=args.spec, store=args.store or get_settings().store, start=start, end=end,
+    run = run_flow("monitor_flow", spec=args.spec, store=store_uri(args), start=start, end=end,
                    as_of=args.as_of)
     seen = "EMPTY window: no predictions (alert no_data)" if run.data.rows == 0 else f"{run.data.rows} rows"
     echo(f"monitoring run {run.data.run_id}: {seen}; {len(run.data.alerts)} alert(s) ({run.data.new_alerts} new); "
@@ -133,13 +144,13 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 
     start, end = _dates(args)
     load_spec(args.spec)  # fail here, with the field named, before a flow starts
-    for line in replay(args.spec, args.store or get_settings().store, start, end,
+    for line in replay(args.spec, store_uri(args), start, end,
                        every_days=args.every, window_days=args.window, retrain=not args.no_retrain):
         echo(line)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from loopml.inspect import status
+    from loopml.views import status
 
     s = status(_store(args, existing=True))
     if args.json:
@@ -174,7 +185,7 @@ def _metrics(m: dict[str, float]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from loopml.inspect import training_runs
+    from loopml.views import training_runs
 
     for r in training_runs(args.limit):
         metrics = _metrics(r["metrics"]) if r.get("metrics") else ""
@@ -183,7 +194,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from loopml.inspect import compare
+    from loopml.views import compare
 
     rows = compare(_store(args, existing=True), args.a, args.b)
     width = max(len(k) for k, _, _ in rows)
@@ -216,8 +227,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loopml", description="The ML lifecycle as one loop.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks (a flow's too) on errors")
+
     def cmd(name: str, fn: Any, help: str, spec: bool = False, store: bool = True) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
+        sp = sub.add_parser(name, help=help, description=help, parents=[common])
         if spec:
             sp.add_argument("--spec", required=True, help="path to project.yaml")
         if store:
@@ -278,22 +292,42 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from pydantic import ValidationError  # a bad LOOPML_* setting
-
-    from loopml.data.validate import DataError
+def user_error(err: BaseException) -> bool:
+    """Errors about the input or the environment (spec, data, arguments, settings, store, registry, a
+    failed flow): one line and exit code 2. Anything else is a bug: exit code 1."""
     from loopml.flowrun import FlowFailed
     from loopml.registry import RegistryError
-    from loopml.spec import SpecError
-    from loopml.storage import StoreError  # names the bucket/key or file
+    from loopml.storage import KeyNotFound, StoreError  # StoreError names the bucket/key or file
 
+    if isinstance(err, FlowFailed):
+        return err.user_error
+    # ValueError covers SpecError, DataError and pydantic's ValidationError (a bad LOOPML_* setting)
+    if isinstance(err, ValueError | OSError | RegistryError | KeyNotFound | StoreError):
+        return True
+    return type(err).__module__.startswith(("botocore", "boto3", "awswrangler"))  # the store on S3
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         args.fn(args)
-    except (SpecError, DataError, RegistryError, StoreError, FlowFailed, ValidationError, ValueError,
-            FileNotFoundError) as err:
-        sys.stderr.write(f"loopml {args.command}: {err}\n")
-        return 2
+    except Exception as err:
+        if args.debug:
+            traceback.print_exception(err)
+            detail = getattr(err, "traceback", None)  # a flow's own traceback, kept by run_flow
+            if detail:
+                sys.stderr.write(detail.rstrip() + "\n")
+        if user_error(err):
+            sys.stderr.write(f"loopml {args.command}: {one_line(err)}\n")
+            return 2
+        sys.stderr.write(f"loopml {args.command}: internal error: {type(err).__name__}: {one_line(err)}"
+                         f"{'' if args.debug else ' (run again with --debug for the traceback)'}\n")
+        return 1
     return 0
 
 

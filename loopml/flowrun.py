@@ -20,7 +20,13 @@ FLOWS = flows_dir()
 
 
 class FlowFailed(RuntimeError):
-    pass
+    """A flow run failed. ``user_error``: it failed on its input (spec, data, store, registry), not on a
+    bug; ``traceback``: the failing task's traceback, shown only with ``--debug``."""
+
+    def __init__(self, message: str, user_error: bool = True, traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.user_error = user_error
+        self.traceback = traceback
 
 
 def ensure_user() -> None:

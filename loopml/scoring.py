@@ -21,7 +21,7 @@ from loopml.data import validate
 from loopml.data.features import prepare
 from loopml.data.load import file_format
 from loopml.data.validate import DataError
-from loopml.modeling.train import with_predictions
+from loopml.modeling.evaluate import with_predictions
 from loopml.predictor import OnnxPredictor, Predictor, Schema
 from loopml.registry import ModelVersion, Registry
 from loopml.serving import load_predictor

@@ -69,10 +69,10 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
     import nannyml
 
     from loopml.flowrun import run_flow
-    from loopml.inspect import status
     from loopml.registry import Registry
     from loopml.schedule import replay
     from loopml.storage import from_uri
+    from loopml.views import status
 
     train, new, labels = car_loan
     _, analysis, _ = nannyml.load_synthetic_car_loan_dataset()
