@@ -20,7 +20,7 @@ from loopml.modeling.fairness import group_labels
 from loopml.modeling.split import Splits
 from loopml.spec import ProblemSpec
 
-ID_LIKE_SHARE = 0.95  # distinct values per non-missing row above which a column looks like an identifier
+ID_LIKE_SHARE = 0.95  # distinct values per non-missing row from which a text column looks like an identifier
 NEAR_CONSTANT_SHARE = 0.99  # share of rows holding the most common value (missing counts as a value)
 LEAK_SCORE = 0.99  # held-out ROC AUC (classification) or R² (regression) of one feature alone
 MIN_CLASS_ROWS = 30
@@ -37,9 +37,12 @@ def id_like(df: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
         values = df[f.name].dropna()
         if len(values) < MIN_ROWS_TO_JUDGE:
             continue
-        if f.type == "numeric" and not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
-            continue  # a continuous measurement is distinct per row without being an identifier
         distinct = values.nunique()
+        if f.type == "numeric":
+            # a measurement is often distinct per row without being an identifier: only whole numbers
+            # that never repeat look like one (prices and counts repeat once the data is large enough)
+            if distinct < len(values) or not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
+                continue
         if distinct >= ID_LIKE_SHARE * len(values):
             out.append(_warning("id_like", f.name, f"feature {f.name!r} looks like an identifier: {distinct} distinct "
                                                    f"values in {len(values)} rows; a model learns nothing general from it"))
