@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+DEADLINE_EXIT = 124  # like timeout(1)
 APP_FACTORY = "handlers.app:create_app"  # uvicorn imports it by name: the core never imports handlers/
 
 
@@ -46,12 +51,39 @@ def _dates(args: argparse.Namespace) -> tuple[date, date]:
     return start, end
 
 
+def flow_output(args: argparse.Namespace):
+    """Where a flow's own output goes: all of it with --debug, else Metaflow's progress lines only."""
+    from loopml.flowrun import progress_only
+
+    stream = sys.stdout  # bound now: run_flow stands in for sys.stdout while the flow runs
+
+    def show(line: str) -> None:
+        stream.write(line + "\n")
+
+    return show if args.debug else progress_only(show)
+
+
+def _as_of(text: str) -> str:
+    """--as-of checked here, as --start is, instead of deep inside MonitorFlow."""
+    if not text:
+        return ""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {text!r} is not an ISO time, e.g. 2019-03-01 or 2019-03-01T00:00:00+00:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
+    from loopml.preflight import check_train
     from loopml.spec import load_spec
 
-    load_spec(args.spec)  # fail here, with the field named, before a flow starts
-    run = run_flow("train_flow", spec=args.spec, store=store_uri(args), mode=args.mode,
+    spec = load_spec(args.spec)  # fail here, with the field named, before a flow starts
+    check_train(spec, store_uri(args), args.data or None)
+    run = run_flow("train_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), mode=args.mode,
                    until=args.until, data=args.data)
     d = run.data.decision
     for w in getattr(run.data, "warnings", []):
@@ -116,20 +148,27 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
+    from loopml.preflight import check_score
+    from loopml.spec import load_spec
 
     start, end = _dates(args)
-    run = run_flow("score_flow", spec=args.spec, store=store_uri(args), start=start, end=end,
-                   data=args.data)
+    check_score(load_spec(args.spec), store_uri(args), args.data or None)
+    run = run_flow("score_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), start=start,
+                   end=end, data=args.data)
     echo(f"scored {sum(run.data.partitions.values())} rows into {len(run.data.partitions)} partitions "
          f"with version {run.data.version}")
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
+    from loopml.preflight import check_monitor
+    from loopml.spec import load_spec
 
     start, end = _dates(args)
-    run = run_flow("monitor_flow", spec=args.spec, store=store_uri(args), start=start, end=end,
-                   as_of=args.as_of)
+    as_of = _as_of(args.as_of)
+    check_monitor(load_spec(args.spec), store_uri(args))
+    run = run_flow("monitor_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), start=start,
+                   end=end, as_of=as_of)
     seen = "EMPTY window: no predictions (alert no_data)" if run.data.rows == 0 else f"{run.data.rows} rows"
     echo(f"monitoring run {run.data.run_id}: {seen}; {len(run.data.alerts)} alert(s) ({run.data.new_alerts} new); "
          f"retrain: {run.data.decision['retrain']}")
@@ -139,11 +178,12 @@ def cmd_monitor(args: argparse.Namespace) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
+    from loopml.preflight import check_monitor
     from loopml.schedule import replay
     from loopml.spec import load_spec
 
     start, end = _dates(args)
-    load_spec(args.spec)  # fail here, with the field named, before a flow starts
+    check_monitor(load_spec(args.spec), store_uri(args))  # the spec's fields, and a champion to monitor
     for line in replay(args.spec, store_uri(args), start, end,
                        every_days=args.every, window_days=args.window, retrain=not args.no_retrain):
         echo(line)
@@ -223,12 +263,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.workdir, echo=echo)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a deadline must be more than 0 seconds")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loopml", description="The ML lifecycle as one loop.")
     sub = p.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks (a flow's too) on errors")
+    common.add_argument("--debug", action="store_true", help="show tracebacks (a flow's too) on errors, and a flow's whole output")
+    common.add_argument("--deadline", type=_seconds, default=os.environ.get("LOOPML_DEADLINE_SECONDS") or None,
+                        metavar="SECONDS", help="stop the command (and any flow it started) after this long "
+                        f"(exit code {DEADLINE_EXIT}); default $LOOPML_DEADLINE_SECONDS or none")
 
     def cmd(name: str, fn: Any, help: str, spec: bool = False, store: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help, parents=[common])
@@ -312,10 +365,51 @@ def one_line(err: BaseException) -> str:
     return text if len(text) <= 2000 else text[:1997] + "..."
 
 
+class Stopped(BaseException):
+    """The command was stopped (a signal, its deadline). A BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` on the way up swallows it; run_flow stops the flow it started on the way."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _stop_on(signum: int, _frame: Any) -> None:
+    raise Stopped(f"stopped by {signal.Signals(signum).name}", 128 + signum)
+
+
+@contextmanager
+def stop_conditions(deadline: float | None) -> Iterator[None]:
+    """SIGTERM, SIGINT and the deadline raise :class:`Stopped` in the main thread, wherever it waits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _deadline(_signum: int, _frame: Any) -> None:
+        raise Stopped(f"the deadline of {deadline:g} s passed", DEADLINE_EXIT)
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    signal.signal(signal.SIGTERM, _stop_on)
+    signal.signal(signal.SIGINT, _stop_on)
+    if deadline:
+        signal.signal(signal.SIGALRM, _deadline)
+        signal.setitimer(signal.ITIMER_REAL, deadline)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.fn(args)
+        with stop_conditions(args.deadline):
+            args.fn(args)
+    except Stopped as stop:
+        sys.stderr.write(f"loopml {args.command}: {stop}; stopped (a flow it started was stopped too)\n")
+        return stop.code
     except Exception as err:
         if args.debug:
             traceback.print_exception(err)
