@@ -228,8 +228,12 @@ def cmd_runs(args: argparse.Namespace) -> None:
     from loopml.views import training_runs
 
     for r in training_runs(args.limit):
+        state = {True: "ok", False: "FAILED", None: "?"}[r["successful"]]
+        if "problem" in r:
+            echo(f"{r['run']}  {state}  (cannot read its results: {r['problem']})")
+            continue
         metrics = _metrics(r["metrics"]) if r.get("metrics") else ""
-        echo(f"{r['run']}  {'ok' if r['successful'] else 'FAILED'}  v{r.get('version')}  {r.get('family', '')} "
+        echo(f"{r['run']}  {state}  v{r.get('version')}  {r.get('family', '')} "
              f"{json.dumps(r.get('params', {}))}  data {str(r.get('fingerprint'))[:12]}  {metrics}")
 
 

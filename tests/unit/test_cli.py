@@ -244,3 +244,34 @@ def test_train_prints_its_test_metrics_and_warnings(monkeypatch, capsys, project
     assert out.splitlines() == ["warning: feature 'ticket' looks like an identifier",
                                 "test metrics (held-out split): roc_auc=0.9712 accuracy=0.9000",
                                 "registered version 3 from TrainFlow/1; promoted: True"]
+
+
+def test_runs_lists_a_run_whose_results_cannot_be_read(monkeypatch, capsys):
+    """A run whose datastore moved (or that failed, or is still running) is listed with the reason,
+    instead of ending `loopml runs` in a traceback."""
+    import loopml.views
+
+    class Data:
+        data_fingerprint, params, metrics, version = "f" * 64, {"C": 1.0}, {"roc_auc": 0.9}, 2
+
+        class winner:  # noqa: N801
+            family = "linear"
+
+    class Good:
+        pathspec, created_at, successful, data = "TrainFlow/2", "2026-01-02", True, Data()
+
+    class Moved:
+        pathspec, created_at = "TrainFlow/1", "2026-01-01"
+
+        @property
+        def successful(self):
+            raise FileNotFoundError("/old/place/.metaflow/TrainFlow/1/end/5/0.data.json")
+
+    monkeypatch.setattr(loopml.views, "training_runs", lambda limit: [loopml.views.run_row(Good()),
+                                                                     loopml.views.run_row(Moved())])
+    code, out, err = run_cli(capsys, "runs")
+    assert code == 0, err
+    good, moved = out.splitlines()
+    assert good.startswith("TrainFlow/2  ok  v2  linear") and "roc_auc=0.9000" in good
+    assert moved == ("TrainFlow/1  ?  (cannot read its results: FileNotFoundError: "
+                     "/old/place/.metaflow/TrainFlow/1/end/5/0.data.json)")
