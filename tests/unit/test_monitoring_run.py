@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from loopml.views import status
 from loopml.monitoring_run import run_monitoring
 from loopml.registry import Registry
 from loopml.scoring import score_range
 from loopml.storage import MemoryStore
+from loopml.views import status
 
 NOW = datetime(2019, 4, 1, tzinfo=UTC)
 START, END = date(2019, 1, 1), date(2019, 3, 31)
