@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def flows_dir() -> Path:
     """The folder that holds the flow files. An installed wheel carries the repo's top-level ``flows/`` as the
     package ``loopml.flows`` (setup.py maps it), so it is a folder inside this package; in a source checkout
