@@ -54,7 +54,7 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
         artifacts["model.onnx"] = winner.onnx.model
     meta = version_meta(spec, data, winner, selection, ev, classes, run_pathspec, as_of)
     g = meta["gates"]
-    version = registry.register(artifacts, meta, ev.reference)
+    version = registry.register(artifacts, meta, ev.reference, run_key=run_key)
     decision = {"version": version.number, "gates": g, "promoted": False}
     if g["passes"] and promote:
         if registry.alias() != version.number:  # a retried step finds its version promoted already
