@@ -91,7 +91,7 @@ def test_train_against_a_missing_bucket_fails_before_training(project, capsys, s
     code, _, err = run_cli(capsys, "train", "--spec", str(path), "--store", "s3://no-such-bucket-here/store")
     line = _one_line_error(code, err)
     assert "store s3://no-such-bucket-here/store is not reachable or not writable" in line
-    assert "NoSuchBucket" in line
+    assert "no such bucket 'no-such-bucket-here'" in line
 
 
 @pytest.mark.parametrize("command", [["score", "--start", "2019-01-01"], ["monitor", "--start", "2019-01-01"]])
