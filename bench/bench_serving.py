@@ -67,7 +67,7 @@ def build_store(root: Path, family: str) -> tuple[list[dict[str, Any]], dict[str
     """Train one candidate on the car loan data, register it as A (ONNX + joblib) and B (joblib only).
     Returns sample rows (JSON-ready, from the test period) and the version numbers."""
     from loopml.demo_data import car_loan_spec, write_car_loan
-    from loopml.modeling.train import train_in_process
+    from loopml.modeling.inprocess import train_in_process
     from loopml.registry import Registry
     from loopml.spec import parse_spec
     from loopml.storage import LocalStore

@@ -4,6 +4,12 @@ import os
 
 from metaflow import FlowSpec, IncludeFile, Parameter
 
+from loopml.flowrun import follow_parent
+
+# started by loopml (the CLI, the demo, a test): this process (the runtime, or one of its tasks) dies with
+# the process that started it, so a killed CLI never leaves a flow writing behind its back
+follow_parent()
+
 
 class LoopmlFlow(FlowSpec):
     # IncludeFile: the spec's text is stored with the run, so remote tasks (Batch, Kubernetes) and

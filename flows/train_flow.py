@@ -1,4 +1,5 @@
-"""TrainFlow: load ▶ validate ▶ split ▶ foreach candidate: tune ▶ select ▶ evaluate ▶ export/register.
+"""TrainFlow: load ▶ validate ▶ split ▶ foreach candidate: tune ▶ select ▶ refit on train+valid ▶ evaluate on
+the held-out test split ▶ export/register.
 
 Thin on purpose: every step calls one function of ``loopml``. Runs locally, or unchanged with
 ``--with batch`` / ``--with kubernetes``. The way to train by hand; the scheduled cycle (CycleFlow)
@@ -24,7 +25,8 @@ class TrainFlow(LoopmlFlow):
 
     @step
     def start(self):
-        from loopml.modeling.train import load_training_data, make_splits
+        from loopml.modeling.split import make_splits
+        from loopml.modeling.windows import load_training_data
 
         if self.mode not in ("promote", "challenger"):
             raise ValueError(f"--mode must be 'promote' or 'challenger', got {self.mode!r}")
@@ -39,8 +41,7 @@ class TrainFlow(LoopmlFlow):
 
     @step
     def tune(self):
-        from loopml.modeling.train import schema_of
-        from loopml.modeling.tune import encode, tune
+        from loopml.modeling.tune import encode, schema_of, tune
 
         train = encode(self.splits.train, self.spec, self.classes)
         valid = encode(self.splits.valid, self.spec, self.classes)
@@ -64,11 +65,15 @@ class TrainFlow(LoopmlFlow):
     @card(type="blank", id="training")
     @step
     def evaluate(self):
-        from loopml.modeling.train import evaluate
+        from loopml.modeling.inprocess import refit_and_evaluate
         from loopml.reporting import training_card
 
-        self.evaluation = evaluate(self.winner, self.splits, self.spec, self.classes)
+        # the served model learns from train + validation; the test split stays held out (NannyML's reference)
+        self.winner, self.evaluation = refit_and_evaluate(self.winner, self.splits, self.spec, self.classes)
         self.metrics = self.evaluation.metrics
+        self.warnings = self.evaluation.warnings
+        for w in self.warnings:
+            print(f"warning: {w['message']}")
         for component in training_card(self.selection, self.evaluation, self.spec):
             current.card["training"].append(component)
         self.next(self.end)
@@ -77,7 +82,7 @@ class TrainFlow(LoopmlFlow):
     def end(self):
         from datetime import UTC, date, datetime
 
-        from loopml.modeling.train import register_version
+        from loopml.modeling.register import register_version
         from loopml.registry import Registry
         from loopml.retraining import challenge, record_outcome
         from loopml.storage import from_uri

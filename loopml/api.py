@@ -150,7 +150,7 @@ def rollback(why: str, *, to: int | None = None, store: PathLike | None = None, 
 
 def status(*, store: PathLike | None = None) -> dict[str, Any]:
     """Champion, challenger, last monitoring run, open alerts and the last decision, as plain data."""
-    from loopml.inspect import status as store_status
     from loopml.storage import from_uri
+    from loopml.views import status as store_status
 
     return store_status(from_uri(_store_uri(store)))

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from loopml.settings import get_settings
+DEADLINE_EXIT = 124  # like timeout(1)
+APP_FACTORY = "handlers.app:create_app"  # uvicorn imports it by name: the core never imports handlers/
 
 
 def echo(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def store_uri(args: argparse.Namespace) -> str:
+    if args.store:
+        return args.store
+    from loopml.settings import get_settings  # pydantic-settings only when no --store was given
+
+    return get_settings().store
 
 
 def _store(args: argparse.Namespace, existing: bool = False):
@@ -20,7 +35,7 @@ def _store(args: argparse.Namespace, existing: bool = False):
     that does not exist is an error ("no such store"), not an empty registry."""
     from loopml.storage import from_uri
 
-    store = from_uri(args.store or get_settings().store)
+    store = from_uri(store_uri(args))
     if existing:
         store.require_existing()
     return store
@@ -36,14 +51,44 @@ def _dates(args: argparse.Namespace) -> tuple[date, date]:
     return start, end
 
 
+def flow_output(args: argparse.Namespace):
+    """Where a flow's own output goes: all of it with --debug, else Metaflow's progress lines only."""
+    from loopml.flowrun import progress_only
+
+    stream = sys.stdout  # bound now: run_flow stands in for sys.stdout while the flow runs
+
+    def show(line: str) -> None:
+        stream.write(line + "\n")
+
+    return show if args.debug else progress_only(show)
+
+
+def _as_of(text: str) -> str:
+    """--as-of checked here, as --start is, instead of deep inside MonitorFlow."""
+    if not text:
+        return ""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {text!r} is not an ISO time, e.g. 2019-03-01 or 2019-03-01T00:00:00+00:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
+    from loopml.preflight import check_train
     from loopml.spec import load_spec
 
-    load_spec(args.spec)  # fail here, with the field named, before a flow starts
-    run = run_flow("train_flow", spec=args.spec, store=args.store or get_settings().store, mode=args.mode,
+    spec = load_spec(args.spec)  # fail here, with the field named, before a flow starts
+    check_train(spec, store_uri(args), args.data or None)
+    run = run_flow("train_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), mode=args.mode,
                    until=args.until, data=args.data)
     d = run.data.decision
+    for w in getattr(run.data, "warnings", []):
+        echo(f"warning: {w['message']}")
+    echo("test metrics (held-out split): " + _metrics(run.data.metrics))
     echo(f"registered version {run.data.version} from {run.pathspec}; promoted: {d['promoted']}")
     for reason in d["gates"]["reasons"]:
         echo(f"  not promoted: {reason}")
@@ -117,20 +162,21 @@ def cmd_rollout(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from handlers.app import create_app
-    from handlers.deps import build_deps
-    from loopml.settings import Settings
-
-    settings = Settings(store=args.store) if args.store else get_settings()
-    uvicorn.run(create_app(build_deps(settings)), host=args.host, port=args.port, log_level="info")
+    if args.store:
+        os.environ["LOOPML_STORE"] = args.store  # the app reads its Settings from LOOPML_* like on Lambda
+    # the app lives in handlers/ (the Lambda package); the core names it for uvicorn and never imports it
+    uvicorn.run(APP_FACTORY, factory=True, host=args.host, port=args.port, log_level="info")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
+    from loopml.preflight import check_score
+    from loopml.spec import load_spec
 
     start, end = _dates(args)
-    run = run_flow("score_flow", spec=args.spec, store=args.store or get_settings().store, start=start, end=end,
-                   data=args.data, replace=args.replace or None)
+    check_score(load_spec(args.spec), store_uri(args), args.data or None)
+    run = run_flow("score_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), start=start,
+                   end=end, data=args.data, replace=args.replace or None)
     # reached only when the run committed: any failure before the commit exits 2 with nothing published
     echo(f"committed {sum(run.data.partitions.values())} rows into {len(run.data.partitions)} dates "
          f"(run {run.data.score_run}) with version {run.data.version}")
@@ -138,10 +184,14 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_monitor(args: argparse.Namespace) -> None:
     from loopml.flowrun import run_flow
+    from loopml.preflight import check_monitor
+    from loopml.spec import load_spec
 
     start, end = _dates(args)
-    run = run_flow("monitor_flow", spec=args.spec, store=args.store or get_settings().store, start=start, end=end,
-                   as_of=args.as_of)
+    as_of = _as_of(args.as_of)
+    check_monitor(load_spec(args.spec), store_uri(args))
+    run = run_flow("monitor_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), start=start,
+                   end=end, as_of=as_of)
     seen = "EMPTY window: no predictions (alert no_data)" if run.data.rows == 0 else f"{run.data.rows} rows"
     echo(f"monitoring run {run.data.run_id}: {seen}; {len(run.data.alerts)} alert(s) ({run.data.new_alerts} new); "
          f"retrain: {run.data.decision['retrain']}")
@@ -151,18 +201,19 @@ def cmd_monitor(args: argparse.Namespace) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
+    from loopml.preflight import check_monitor
     from loopml.schedule import replay
     from loopml.spec import load_spec
 
     start, end = _dates(args)
-    load_spec(args.spec)  # fail here, with the field named, before a flow starts
-    for line in replay(args.spec, args.store or get_settings().store, start, end,
+    check_monitor(load_spec(args.spec), store_uri(args))  # the spec's fields, and a champion to monitor
+    for line in replay(args.spec, store_uri(args), start, end,
                        every_days=args.every, window_days=args.window, retrain=not args.no_retrain):
         echo(line)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from loopml.inspect import status
+    from loopml.views import status
 
     s = status(_store(args, existing=True))
     if args.json:
@@ -197,16 +248,20 @@ def _metrics(m: dict[str, float]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from loopml.inspect import training_runs
+    from loopml.views import training_runs
 
     for r in training_runs(args.limit):
+        state = {True: "ok", False: "FAILED", None: "?"}[r["successful"]]
+        if "problem" in r:
+            echo(f"{r['run']}  {state}  (cannot read its results: {r['problem']})")
+            continue
         metrics = _metrics(r["metrics"]) if r.get("metrics") else ""
-        echo(f"{r['run']}  {'ok' if r['successful'] else 'FAILED'}  v{r.get('version')}  {r.get('family', '')} "
+        echo(f"{r['run']}  {state}  v{r.get('version')}  {r.get('family', '')} "
              f"{json.dumps(r.get('params', {}))}  data {str(r.get('fingerprint'))[:12]}  {metrics}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from loopml.inspect import compare
+    from loopml.views import compare
 
     rows = compare(_store(args, existing=True), args.a, args.b)
     width = max(len(k) for k, _, _ in rows)
@@ -235,12 +290,28 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.workdir, echo=echo)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a deadline must be more than 0 seconds")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loopml", description="The ML lifecycle as one loop.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks (a flow's too) on errors, and a flow's whole output")
+    common.add_argument("--deadline", type=_seconds, default=os.environ.get("LOOPML_DEADLINE_SECONDS") or None,
+                        metavar="SECONDS", help="stop the command (and any flow it started) after this long "
+                        f"(exit code {DEADLINE_EXIT}); default $LOOPML_DEADLINE_SECONDS or none")
+
     def cmd(name: str, fn: Any, help: str, spec: bool = False, store: bool = True) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
+        sp = sub.add_parser(name, help=help, description=help, parents=[common])
         if spec:
             sp.add_argument("--spec", required=True, help="path to project.yaml")
         if store:
@@ -307,22 +378,83 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from pydantic import ValidationError  # a bad LOOPML_* setting
-
-    from loopml.data.validate import DataError
+def user_error(err: BaseException) -> bool:
+    """Errors about the input or the environment (spec, data, arguments, settings, store, registry, a
+    failed flow): one line and exit code 2. Anything else is a bug: exit code 1."""
     from loopml.flowrun import FlowFailed
     from loopml.registry import RegistryError
-    from loopml.spec import SpecError
-    from loopml.storage import StoreError  # names the bucket/key or file
+    from loopml.storage import KeyNotFound, StoreError  # StoreError names the bucket/key or file
 
+    if isinstance(err, FlowFailed):
+        return err.user_error
+    # ValueError covers SpecError, DataError and pydantic's ValidationError (a bad LOOPML_* setting)
+    if isinstance(err, ValueError | OSError | RegistryError | KeyNotFound | StoreError):
+        return True
+    return type(err).__module__.startswith(("botocore", "boto3", "awswrangler"))  # the store on S3
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+class Stopped(BaseException):
+    """The command was stopped (a signal, its deadline). A BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` on the way up swallows it; run_flow stops the flow it started on the way."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _stop_on(signum: int, _frame: Any) -> None:
+    raise Stopped(f"stopped by {signal.Signals(signum).name}", 128 + signum)
+
+
+@contextmanager
+def stop_conditions(deadline: float | None) -> Iterator[None]:
+    """SIGTERM, SIGINT and the deadline raise :class:`Stopped` in the main thread, wherever it waits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _deadline(_signum: int, _frame: Any) -> None:
+        raise Stopped(f"the deadline of {deadline:g} s passed", DEADLINE_EXIT)
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    signal.signal(signal.SIGTERM, _stop_on)
+    signal.signal(signal.SIGINT, _stop_on)
+    if deadline:
+        signal.signal(signal.SIGALRM, _deadline)
+        signal.setitimer(signal.ITIMER_REAL, deadline)
     try:
-        args.fn(args)
-    except (SpecError, DataError, RegistryError, StoreError, FlowFailed, ValidationError, ValueError,
-            FileNotFoundError) as err:
-        sys.stderr.write(f"loopml {args.command}: {err}\n")
-        return 2
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with stop_conditions(args.deadline):
+            args.fn(args)
+    except Stopped as stop:
+        sys.stderr.write(f"loopml {args.command}: {stop}; stopped (a flow it started was stopped too)\n")
+        return stop.code
+    except Exception as err:
+        if args.debug:
+            traceback.print_exception(err)
+            detail = getattr(err, "traceback", None)  # a flow's own traceback, kept by run_flow
+            if detail:
+                sys.stderr.write(detail.rstrip() + "\n")
+        if user_error(err):
+            sys.stderr.write(f"loopml {args.command}: {one_line(err)}\n")
+            return 2
+        sys.stderr.write(f"loopml {args.command}: internal error: {type(err).__name__}: {one_line(err)}"
+                         f"{'' if args.debug else ' (run again with --debug for the traceback)'}\n")
+        return 1
     return 0
 
 

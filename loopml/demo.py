@@ -12,7 +12,8 @@ import json
 import os
 import secrets
 import socket
-import threading
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -47,35 +48,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ApiThread:
-    """The real FastAPI app under uvicorn, on a loopback port, for the length of a ``with`` block."""
+class ApiServer:
+    """``loopml serve`` in its own process on a loopback port, for the length of a ``with`` block: the
+    real app under uvicorn, reached over HTTP like any client would (the core never imports handlers/)."""
 
     def __init__(self, store_uri: str, api_key: str) -> None:
-        import uvicorn
-
-        from handlers.app import create_app
-        from handlers.deps import build_deps
-        from loopml.settings import Settings
-
-        settings = Settings(store=store_uri, api_key_sha256=hashlib.sha256(api_key.encode()).hexdigest())
         self.port = free_port()
-        config = uvicorn.Config(create_app(build_deps(settings)), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LOOPML_STORE": store_uri,
+                    "LOOPML_API_KEY_SHA256": hashlib.sha256(api_key.encode()).hexdigest()}
+        self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> ApiThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start within 30 s")
-            time.sleep(0.05)
-        return self
+    def __enter__(self) -> ApiServer:
+        self.proc = subprocess.Popen([sys.executable, "-m", "loopml.cli", "serve", "--port", str(self.port)],
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the API exited at start: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.__exit__()
+                    raise RuntimeError("the API did not start within 60 s") from None
+                time.sleep(0.2)
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def http(method: str, url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
@@ -112,8 +119,10 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
              f"{row['size_mb']:.2f} MB  {row['served_as']}")
     echo(f"   registered v{v.number}; test " + ", ".join(f"{k} {x:.4f}" for k, x in v.meta["metrics"].items()))
     f = v.meta["fairness"]
-    echo(f"   fairness: {f['metric']} per {f['group']} " + ", ".join(f"{g} {x['value']:.4f}" for g, x in f["per_group"].items())
-         + f"; gap {f['gap']:.4f} (max {f['max_gap']:g})")
+    echo(f"   fairness: {f['metric']} per {f['group']} "
+         + ", ".join(f"{g} {'-' if x['value'] is None else format(x['value'], '.4f')}" for g, x in f["per_group"].items())
+         + (f"; gap {f['gap']:.4f}" if f["gap"] is not None else "; no gap (fewer than two groups judged)")
+         + f" (max {f['max_gap']:g})")
     echo(f"   ONNX parity max abs diff {v.meta['onnx']['parity_max_abs_diff']:.2e}; promoted: {train.data.decision['promoted']}")
 
     key = secrets.token_urlsafe(16)
@@ -121,7 +130,7 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
     row = {f.name: new_rows.iloc[0][f.name] for f in spec.features}
     row = {k: (x.item() if hasattr(x, "item") else x) for k, x in row.items()}
     row["repaid_loan_on_prev_car"] = str(row["repaid_loan_on_prev_car"])
-    with ApiThread(store_uri, key) as api:
+    with ApiServer(store_uri, key) as api:
         status, health = http("GET", f"{api.url}/health")
         t = time.perf_counter()
         status, pred = http("POST", f"{api.url}/predict", {"row": row}, key)

@@ -42,13 +42,16 @@ def training_card(selection: Any, evaluation: Any, spec: ProblemSpec) -> list[An
         Markdown("## Explanation"),
         Image.from_matplotlib(importance_figure(evaluation.importance)),
     ]
+    if evaluation.warnings:
+        parts.append(Markdown("## Warnings about the data\n" + "\n".join(f"- {w['message']}" for w in evaluation.warnings)))
     f = evaluation.fairness
     if f is not None:
         verdict = "within" if f["passes"] else "**over**"
-        parts.append(Markdown(f"## Fairness across `{f['group']}`\nLargest gap in {f['metric']}: "
-                              f"{f['gap']:.4f}, {verdict} the allowed {f['max_gap']:g}"))
-        parts.append(Table([[g, v["n"], _fmt(v["value"])] for g, v in f["per_group"].items()],
-                           headers=["group", "rows", f["metric"]]))
+        gap = ("no gap: fewer than two groups large enough to judge" if f["gap"] is None
+               else f"{f['gap']:.4f}, {verdict} the allowed {f['max_gap']:g}")
+        parts.append(Markdown(f"## Fairness across `{f['group']}`\nLargest gap in {f['metric']}: {gap}"))
+        parts.append(Table([[g, v["n"], _fmt(v["value"]), v.get("note", "")] for g, v in f["per_group"].items()],
+                           headers=["group", "rows", f["metric"], "note"]))
     return parts
 
 

@@ -247,7 +247,8 @@ def retrain_challenger(store: Store, spec: ProblemSpec, until: date, *, run_key:
     and gate it against the champion. The cycle's retrain step: it runs wherever that step runs
     (this machine, AWS Batch, Kubernetes), so no second scheduler is involved. ``lineage`` is the
     run recorded in the version (e.g. the CycleFlow task's pathspec; default: ``run_key``)."""
-    from loopml.modeling.train import fit_in_process, register_version
+    from loopml.modeling.inprocess import fit_in_process
+    from loopml.modeling.register import register_version
 
     data_uri = retraining_data(store, spec, until)
     run = fit_in_process(spec, uri=data_uri, until=as_of.replace(tzinfo=None).isoformat())

@@ -24,7 +24,7 @@ from loopml.data import validate
 from loopml.data.features import prepare
 from loopml.data.load import Source, iter_frames, sources
 from loopml.data.validate import DataError, canonical_ids
-from loopml.modeling.train import with_predictions
+from loopml.modeling.evaluate import with_predictions
 from loopml.predictions import commit, new_run_id, prune, read_predictions
 from loopml.predictor import MISSING, OnnxPredictor, Predictor, Schema
 from loopml.registry import ModelVersion, Registry

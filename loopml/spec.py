@@ -78,6 +78,7 @@ class DataSources(_Strict):
 class Fairness(_Strict):
     group: str = Field(min_length=1, description="column whose values define the groups")
     max_gap: float = Field(ge=0, description="largest allowed gap of the success metric between groups")
+    min_group_size: int = Field(default=30, ge=1, description="groups with fewer test rows are reported, not judged")
 
 
 class Constraints(_Strict):

@@ -135,8 +135,8 @@ def validate(df: pd.DataFrame, spec: ProblemSpec, *, require_target: bool = True
             problems.append(f"id column {spec.id!r} is missing in rows {_rows(null)}")
         elif out[spec.id].duplicated().any():
             problems.append(f"id column {spec.id!r} has duplicated values")
-    for col in spec.feature_names:
-        if col in out.columns and out[col].isna().all():
+    for col in spec.feature_names:  # missing in the input: values that failed a conversion are reported above
+        if col in out.columns and df[col].isna().all():
             problems.append(f"column {col!r} is entirely missing")
 
     if problems:

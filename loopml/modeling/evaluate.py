@@ -1,7 +1,9 @@
-"""Fairness across groups and permutation importance of the chosen model (test metrics: metrics.py)."""
+"""The selected model on the held-out test split: metrics, fairness (fairness.py), permutation
+importance, the reference frame NannyML monitors against, and the training-time warnings (checks.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -9,33 +11,12 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
-from loopml.modeling.metrics import score
-from loopml.modeling.tune import Encoded, model_outputs, true_labels
+from loopml.modeling.checks import training_warnings
+from loopml.modeling.fairness import fairness
+from loopml.modeling.metrics import all_metrics, score
+from loopml.modeling.split import Splits
+from loopml.modeling.tune import CandidateResult, Encoded, encode, model_outputs, true_labels
 from loopml.spec import ProblemSpec
-
-
-def fairness(test_df: pd.DataFrame, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, spec: ProblemSpec,
-             classes: list | None) -> dict[str, Any] | None:
-    """The success metric per group and the largest gap between groups (labels and outputs of ``test_df``)."""
-    f = spec.constraints.fairness
-    if f is None:
-        return None
-    if f.group not in test_df.columns:
-        raise ValueError(f"constraints.fairness.group: column {f.group!r} is not in the data")
-    groups = test_df[f.group].astype(str).to_numpy()
-    per_group: dict[str, dict[str, Any]] = {}
-    for g in sorted(set(groups)):
-        m = groups == g
-        try:
-            value = score(spec.metric.name, y[m], pred[m], None if proba is None else proba[m], classes)
-        except ValueError as err:  # e.g. one class only in a small group: say so instead of guessing
-            per_group[g] = {"n": int(m.sum()), "value": None, "note": str(err)}
-            continue
-        per_group[g] = {"n": int(m.sum()), "value": value}
-    values = [v["value"] for v in per_group.values() if v["value"] is not None]
-    gap = float(max(values) - min(values)) if len(values) >= 2 else 0.0
-    return {"group": f.group, "metric": spec.metric.name, "per_group": per_group, "gap": gap,
-            "max_gap": f.max_gap, "passes": gap <= f.max_gap}
 
 
 def importance(pipeline: Pipeline, test: Encoded, spec: ProblemSpec, classes: list | None, max_rows: int = 2000) -> list[dict[str, float]]:
@@ -54,3 +35,40 @@ def importance(pipeline: Pipeline, test: Encoded, spec: ProblemSpec, classes: li
             for f, m, s in zip(X.columns, result.importances_mean, result.importances_std, strict=True)]
     return sorted(rows, key=lambda r: -r["mean"])
 
+
+def with_predictions(df: pd.DataFrame, spec: ProblemSpec, pred: np.ndarray, proba: np.ndarray | None, classes: list | None) -> pd.DataFrame:
+    """What NannyML needs: features, targets, timestamps and ids beside predictions and probabilities."""
+    keep = [c for c in [spec.id, spec.timestamp, *spec.feature_names, spec.target] if c and c in df.columns]
+    out = df[keep].reset_index(drop=True).copy()
+    out["y_pred"] = pred.tolist() if spec.is_classifier else pred
+    if proba is not None and classes is not None:
+        if len(classes) == 2:
+            out["y_pred_proba"] = proba[:, 1]
+        else:
+            for i, c in enumerate(classes):
+                out[f"y_pred_proba_{c}"] = proba[:, i]
+    return out
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    fairness: dict[str, Any] | None
+    importance: list[dict[str, float]]
+    reference: pd.DataFrame
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate(winner: CandidateResult, splits: Splits, spec: ProblemSpec, classes: list | None) -> Evaluation:
+    """Predict the test set once; metrics, fairness and the reference set all read those outputs.
+    The training-time warnings about the data travel with the evaluation into the version record."""
+    test = encode(splits.test, spec, classes)
+    pred, proba = model_outputs(winner.pipeline, test.X, spec, classes)
+    y = true_labels(test.y, classes)
+    return Evaluation(
+        metrics=all_metrics(spec.task, y, pred, proba, classes),
+        fairness=fairness(splits.test, y, pred, proba, spec, classes),
+        importance=importance(winner.pipeline, test, spec, classes),
+        reference=with_predictions(splits.test, spec, pred, proba, classes),
+        warnings=training_warnings(splits, spec, classes),
+    )

@@ -1,9 +1,11 @@
 """One candidate family: a seeded randomized search scored on the validation split, then the
-measurements the selection needs (latency and size of the artifact that would be served)."""
+measurements the selection needs (latency and size of the artifact that would be served); and the
+refit of the selected candidate on every row it may learn from (train + validation)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,9 @@ from loopml.modeling.metrics import score
 from loopml.predictor import OnnxPredictor, Predictor, Schema, SklearnPredictor, latency_ms
 from loopml.spec import Candidate, ProblemSpec
 
+# (predictor, rows) -> (p50, p99) in ms; injected by tests so that no outcome depends on this machine's speed
+LatencyMeasure = Callable[[Predictor, list[dict[str, Any]]], tuple[float, float]]
+
 
 @dataclass
 class Encoded:
@@ -30,6 +35,10 @@ class Encoded:
 
 def classes_of(df: pd.DataFrame, spec: ProblemSpec) -> list[Any] | None:
     return sorted(df[spec.target].unique().tolist()) if spec.is_classifier else None
+
+
+def schema_of(spec: ProblemSpec, classes: list | None) -> Schema:
+    return Schema(spec.task, tuple((f.name, f.type) for f in spec.features), tuple(classes) if classes else None)
 
 
 def encode(df: pd.DataFrame, spec: ProblemSpec, classes: list[Any] | None) -> Encoded:
@@ -88,7 +97,8 @@ class CandidateResult:
         }
 
 
-def tune(candidate: Candidate, train: Encoded, valid: Encoded, spec: ProblemSpec, classes: list | None, schema: Schema) -> CandidateResult:
+def tune(candidate: Candidate, train: Encoded, valid: Encoded, spec: ProblemSpec, classes: list | None, schema: Schema,
+         measure: LatencyMeasure = latency_ms) -> CandidateResult:
     space = candidate.space or default_space(candidate.family, spec.task)
     base = Pipeline([("pre", build_preprocessor(spec, scale=candidate.family == "linear")), ("model", make_estimator(candidate.family, spec.task, spec.seed))])
     sampler = ParameterSampler(space, n_iter=candidate.n_iter, random_state=spec.seed)
@@ -104,12 +114,26 @@ def tune(candidate: Candidate, train: Encoded, valid: Encoded, spec: ProblemSpec
             best = (value, params, pipe)
     assert best is not None
     value, params, pipe = best
+    return CandidateResult(candidate.family, params, value, trials, **served_fields(pipe, schema, valid.X, measure))
 
-    onnx = to_onnx(pipe, schema, valid.X.head(2000))
+
+def served_fields(pipe: Pipeline, schema: Schema, X_check: pd.DataFrame, measure: LatencyMeasure) -> dict[str, Any]:
+    """The artifacts that would be served, with their latency and size: CandidateResult's fields after ``trials``."""
+    onnx = to_onnx(pipe, schema, X_check.head(2000))
     jb = to_joblib(pipe)
     predictor: Predictor = OnnxPredictor(onnx.model, schema) if onnx.model else SklearnPredictor(pipe, schema)
-    rows = valid.X.head(200).astype(object).where(valid.X.head(200).notna(), None).to_dict("records")
-    p50, p99 = latency_ms(predictor, rows)
-    size = len(onnx.model or jb) / 1e6
-    notes = [onnx.error] if onnx.error else []
-    return CandidateResult(candidate.family, params, value, trials, pipe, onnx, jb, p50, p99, size, predictor.kind, notes)
+    sample = X_check.head(200)
+    rows = sample.astype(object).where(sample.notna(), None).to_dict("records")
+    p50, p99 = measure(predictor, rows)
+    return {"pipeline": pipe, "onnx": onnx, "joblib_bytes": jb, "latency_p50_ms": p50, "latency_p99_ms": p99,
+            "size_mb": len(onnx.model or jb) / 1e6, "served_as": predictor.kind,
+            "notes": [onnx.error] if onnx.error else []}
+
+
+def refit(winner: CandidateResult, fit: Encoded, check: Encoded, schema: Schema,
+          measure: LatencyMeasure = latency_ms) -> CandidateResult:
+    """The selected family and parameters fitted again on ``fit`` (train + validation), so the served
+    model has learned from the newest rows the test split does not hold out. Its artifacts, latency and
+    size are those of the refitted model; ``valid_score`` stays the selection's (measured before refit)."""
+    pipe = clone(winner.pipeline).fit(fit.X, fit.y)
+    return replace(winner, **served_fields(pipe, schema, check.X, measure))

@@ -222,8 +222,8 @@ def test_same_file_same_fingerprint_local_or_s3(project, s3, tmp_path):
 
 def test_experiments_are_queryable_through_metaflow(trained):
     """`loopml runs` reads Metaflow's own metadata: the run, its data fingerprint, parameters, metrics."""
-    from loopml.inspect import compare, training_runs
     from loopml.storage import from_uri
+    from loopml.views import compare, training_runs
 
     runs = {r["run"]: r for r in training_runs(limit=50)}
     row = runs[trained.pathspec]

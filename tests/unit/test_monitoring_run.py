@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from loopml.inspect import status
 from loopml.monitoring_run import run_monitoring
 from loopml.registry import Registry
 from loopml.scoring import score_range
 from loopml.storage import MemoryStore
+from loopml.views import status
 
 NOW = datetime(2019, 4, 1, tzinfo=UTC)
 START, END = date(2019, 1, 1), date(2019, 3, 31)
@@ -127,7 +127,7 @@ def test_a_window_scored_by_two_versions_is_an_alert_not_a_silent_subset(trained
 
 def test_model_age_counts_from_registration_not_its_newest_training_row(trained, spec):
     """Labels lag: the newest training row is months old at birth. Registered 'now', the model is young."""
-    from loopml.modeling.train import register_version
+    from loopml.modeling.register import register_version
 
     aging = spec.model_copy(update={"retraining": spec.retraining.model_copy(update={"max_age_days": 30})})
     store = MemoryStore()

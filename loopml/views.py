@@ -50,21 +50,34 @@ def training_runs(limit: int = 20) -> list[dict[str, Any]]:
     namespace(None)
     try:
         flow = Flow("TrainFlow")
+        runs = iter(flow.runs())
     except MetaflowNotFound:
         return []
     rows = []
-    for run in flow.runs():
-        if len(rows) >= limit:
-            break
-        row: dict[str, Any] = {"run": run.pathspec, "created": str(run.created_at), "successful": run.successful}
+    while len(rows) < limit:
         try:
-            data = run.data
-            row.update(fingerprint=getattr(data, "data_fingerprint", None), family=data.winner.family,
-                       params=data.params, metrics=data.metrics, version=getattr(data, "version", None))
-        except Exception:  # a failed or running run has no results: still list it
-            pass
-        rows.append(row)
+            run = next(runs)
+        except StopIteration:
+            break
+        except Exception as err:  # the metadata itself cannot be read: say where, in one line
+            raise ValueError(f"cannot list Metaflow's TrainFlow runs: {type(err).__name__}: {err}") from None
+        rows.append(run_row(run))
     return rows
+
+
+def run_row(run: Any) -> dict[str, Any]:
+    """One run's line. A run whose artifacts cannot be read (failed, still running, or a datastore that
+    moved with the project folder) is still listed, with what could not be read."""
+    row: dict[str, Any] = {"run": getattr(run, "pathspec", str(run)), "successful": None}
+    try:
+        row["created"] = str(run.created_at)
+        row["successful"] = run.successful
+        data = run.data
+        row.update(fingerprint=getattr(data, "data_fingerprint", None), family=data.winner.family,
+                   params=data.params, metrics=data.metrics, version=getattr(data, "version", None))
+    except Exception as err:
+        row["problem"] = f"{type(err).__name__}: {' '.join(str(err).split())}"[:200]
+    return row
 
 
 def compare(store: Store, a: int, b: int) -> list[tuple[str, Any, Any]]:
