@@ -134,7 +134,7 @@ def _univariate(result: MonitoringResult) -> go.Figure:
                 mode="lines+markers",
                 line=dict(color=BLUE),
                 showlegend=i == 0,
-                name="Jensen-Shannon distance",
+                name="drift effect (KS D / Cramér's V)",
             ),
             row=r,
             col=col,
@@ -159,7 +159,7 @@ def _univariate(result: MonitoringResult) -> go.Figure:
                 row=r, col=col,
             )  # fmt: skip
     fig.update_layout(
-        title="Univariate drift per feature (Jensen-Shannon distance)",
+        title="Univariate drift per feature: effect vs the threshold of a significant, material shift",
         height=max(260 * rows, 320) + 60,
         **{**LAYOUT, "margin": dict(l=60, r=20, t=100, b=60)},
     )

@@ -133,7 +133,8 @@ def _chunk_table(result: MonitoringResult) -> str:
     for label, (_, r) in zip(chunk_labels(c), c.iterrows(), strict=True):
         rows.append(
             "<tr>"
-            + _cell(label) + _count(r["n_rows"]) + _count(r["n_labelled"])
+            + _cell(label + (" (too small)" if bool(r.get("too_small", False)) else "")) + _count(r["n_rows"])
+            + _count(r["n_labelled"])
             + _cell(r["estimated"], bool(r["estimated_alert"])) + _cell(r["realized"], bool(r["realized_alert"]))
             + _cell(r["estimation_error"]) + _cell(r["reconstruction_error"], bool(r["multivariate_alert"]))
             + f"<td style='text-align:left'>{escape(', '.join(r['drifting_features'])) or '–'}</td>"

@@ -104,7 +104,13 @@ def test_realized_only_for_labelled_chunks() -> None:
 def test_drift_and_quality_frames() -> None:
     result = _loan_result()
     assert set(result.drift["feature"]) == set(CAR_LOAN_FEATURES)
-    assert (result.drift["method"] == "jensen_shannon").all()
+    methods = dict(zip(result.drift["feature"], result.drift["method"], strict=True))
+    assert {methods[f] for f, t in CAR_LOAN_FEATURES.items() if t == "numeric"} == {"kolmogorov_smirnov"}
+    assert {methods[f] for f, t in CAR_LOAN_FEATURES.items() if t == "categorical"} == {"chi2"}
+    assert result.drift["p_value"].between(0, 1).all()
+    # quiet before the synthetic drift (first half), loud after it
+    assert not result.chunks["drifting_features"].iloc[:5].map(len).any()
+    assert not result.chunks["multivariate_alert"].iloc[:5].any()
     # The synthetic data drifts in car_value and loan_length in the second half of the analysis period.
     assert {"car_value", "loan_length"} <= set(result.drifting_features)
     assert result.chunks["multivariate_alert"].iloc[6:].all()
@@ -160,11 +166,14 @@ def test_empty_analysis_gives_message_not_exception() -> None:
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-def test_fewer_rows_than_one_chunk() -> None:
+def test_fewer_rows_than_one_chunk_is_too_small_to_alert() -> None:
     ref, ana = car_loan()
-    result = monitor(ref, ana.iloc[:60], make_spec(), CLASSES)
-    assert len(result.chunks) == 1
-    assert any("fewer than one chunk" in m for m in result.messages)
+    spec = make_spec(metric=("roc_auc", 0.999))  # every estimate fails this threshold
+    result = monitor(ref, ana.iloc[:60], spec, CLASSES)
+    assert len(result.chunks) == 1 and bool(result.chunks["too_small"].iloc[0])
+    assert result.chunks["estimated"].notna().all()  # shown...
+    assert evaluate_alerts(result, spec) == []  # ...but never alerted on
+    assert any("min_chunk_rows=500" in m for m in result.messages)
 
 
 def test_schema_changes_and_all_missing_feature() -> None:
@@ -176,7 +185,7 @@ def test_schema_changes_and_all_missing_feature() -> None:
     result = monitor(ref, ana, make_spec(), CLASSES)
     text = " ".join(result.messages)
     assert "'loan_length' is missing from the analysis" in text
-    assert "'car_value' arrived as" in text and "11 value(s) could not be parsed" in text
+    assert "'car_value' arrived as" in text and "11 value(s) of 'car_value' could not be parsed" in text
     assert "'driver_tenure' is entirely missing" in text
     assert "no labels" in text
     assert result.chunks["estimated"].notna().all()
@@ -308,3 +317,131 @@ def test_realized_outranks_estimate_when_labels_exist() -> None:
     assert not fine.retrain
     assert failing.retrain and failing.evidence["recent_chunks"][0]["judged_on"] == "realized"
     json.dumps(failing.to_dict(), allow_nan=False)
+
+
+# --- quiet on stable data, loud on change (issue 10 §2) -----------------------------------------
+
+
+@cache
+def _stable() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The car loan data before its synthetic drift: a reference and 12 stable chunks of 1,000 rows."""
+    ref, ana, targets = nml.load_synthetic_car_loan_dataset()
+    ana = ana.merge(targets, on="id").iloc[:24_000:2].reset_index(drop=True)
+    return ref.iloc[:20_000].reset_index(drop=True), ana
+
+
+def stable() -> tuple[pd.DataFrame, pd.DataFrame]:
+    ref, ana = _stable()
+    return ref.copy(), ana.copy()
+
+
+STABLE_SPEC = {"metric": ("roc_auc", 0.9)}
+NOISY_KINDS = {"multivariate_drift", "too_many_drifting_features", "estimated_below_threshold",
+               "realized_below_threshold", "missing_values", "unseen_categories", "out_of_range", "monitoring_failed"}
+
+
+def test_stable_period_raises_no_alert_and_no_retraining() -> None:
+    ref, ana = stable()
+    spec = make_spec(**STABLE_SPEC)
+    result = monitor(ref, ana, spec, CLASSES)
+    assert len(result.chunks) == 12 and not result.chunks["too_small"].any()
+    assert [a for a in evaluate_alerts(result, spec) if a.kind in NOISY_KINDS] == []
+    assert not decide_retraining(result.chunks, spec, NOW - timedelta(days=1), NOW).retrain
+
+
+def test_injected_shift_alerts_in_its_first_chunk() -> None:
+    ref, ana = stable()
+    ana.loc[6000:, "car_value"] = ana.loc[6000:, "car_value"] * 1.25  # cars get dearer from chunk 6 on
+    spec = make_spec(**STABLE_SPEC)
+    alerts = evaluate_alerts(monitor(ref, ana, spec, CLASSES), spec)
+    drift = [a for a in alerts if a.kind in {"too_many_drifting_features", "multivariate_drift"}]
+    assert drift and {a.chunk for a in drift} <= {f"[{i}:{i + 999}]" for i in range(6000, 12000, 1000)}
+    assert any(a.chunk == "[6000:6999]" and "car_value" in a.message for a in drift)
+
+
+def test_sensitivity_is_a_spec_option() -> None:
+    ref, ana = stable()
+    ana.loc[6000:, "car_value"] = ana.loc[6000:, "car_value"] * 1.25
+    lenient = make_spec(**STABLE_SPEC, monitoring={"chunk_size": 1000, "min_drift_effect": 0.5,
+                                                   "alert_on_multivariate_drift": False})
+    kinds = {a.kind for a in evaluate_alerts(monitor(ref, ana, lenient, CLASSES), lenient)}
+    assert "too_many_drifting_features" not in kinds
+
+
+# --- chunks big enough to trust (§3) ------------------------------------------------------------
+
+
+def test_partial_weeks_at_the_edges_are_too_small_and_decide_nothing() -> None:
+    ref, ana = car_loan()
+    ana["timestamp"] = pd.to_datetime(ana["timestamp"])
+    # Wednesday 2018-11-07 .. Tuesday 2018-11-27 at noon: partial weeks at both ends
+    ana = ana[(ana["timestamp"] >= "2018-11-07") & (ana["timestamp"] < "2018-11-20 12:00")].reset_index(drop=True)
+    spec = make_spec(metric=("roc_auc", 0.999), monitoring={"chunk_period": "W", "min_chunk_rows": 150},
+                     retraining={"consecutive_chunks": 1})
+    result = monitor(ref, ana, spec, CLASSES)
+    small = result.chunks[result.chunks["too_small"]]
+    assert len(result.chunks) == 3 and list(small["chunk_index"]) == [2], result.chunks[["chunk", "n_rows"]]
+    alerted = {a.chunk for a in evaluate_alerts(result, spec)}
+    assert alerted and not alerted & set(small["chunk"])
+    decision = decide_retraining(result.chunks, spec, NOW - timedelta(days=1), NOW)
+    assert decision.evidence["recent_chunks"][0]["chunk"] == result.chunks["chunk"].iloc[1]
+
+
+def test_align_window_to_whole_periods() -> None:
+    from datetime import date
+
+    from loopml.monitoring import align_window
+
+    weekly = make_spec(monitoring={"chunk_period": "W"})
+    assert align_window(weekly, date(2018, 11, 7), date(2018, 11, 27)) == (date(2018, 11, 5), date(2018, 11, 25))
+    assert align_window(weekly, date(2018, 11, 5), date(2018, 11, 11)) == (date(2018, 11, 5), date(2018, 11, 11))
+    assert align_window(weekly, date(2018, 11, 7), date(2018, 11, 9)) is None  # no whole week yet
+    monthly = make_spec(monitoring={"chunk_period": "M"})
+    assert align_window(monthly, date(2018, 11, 15), date(2019, 1, 20)) == (date(2018, 11, 1), date(2018, 12, 31))
+    assert align_window(make_spec(), date(2018, 11, 7), date(2018, 11, 9)) == (date(2018, 11, 7), date(2018, 11, 9))
+
+
+def test_streamed_pieces_give_the_same_chunks_as_one_frame() -> None:
+    from loopml.monitoring import monitor_stream
+
+    ref, ana = car_loan()
+    ana = ana.iloc[:4000].copy()
+    ana["timestamp"] = pd.to_datetime(ana["timestamp"])
+    spec = make_spec(monitoring={"chunk_period": "W"})
+    whole = monitor(ref, ana, spec, CLASSES).chunks
+    days = [g for _, g in ana.groupby(ana["timestamp"].dt.date)]
+    streamed = monitor_stream(ref, iter(days), spec, CLASSES).chunks
+    assert list(streamed["chunk"]) == list(whole["chunk"]) and list(streamed["n_rows"]) == list(whole["n_rows"])
+    np.testing.assert_allclose(streamed["estimated"], whole["estimated"])
+    np.testing.assert_allclose(streamed["reconstruction_error"], whole["reconstruction_error"])
+
+
+# --- loud failures (§4) -------------------------------------------------------------------------
+
+
+def test_a_failed_calculator_is_a_monitoring_failed_alert_not_a_silent_nan() -> None:
+    ref, ana = stable()
+    ana = ana.iloc[:3000].copy()
+    ana["y_pred_proba"] = np.nan  # the scorer wrote no probabilities: CBPE has nothing to estimate from
+    spec = make_spec(**STABLE_SPEC)
+    result = monitor(ref, ana, spec, CLASSES)
+    failed = [a for a in evaluate_alerts(result, spec) if a.kind == "monitoring_failed"]
+    assert {a.chunk for a in failed} == set(result.chunks["chunk"])
+    assert {a.chunk for a in failed if "performance estimation failed" in a.message} == set(result.chunks["chunk"])
+    assert result.chunks["failed_steps"].map(lambda s: "performance estimation" in s).all()
+
+
+def test_data_quality_problems_are_alert_kinds_of_their_own() -> None:
+    ref, ana = stable()
+    ana = ana.iloc[:6000].copy()
+    ana["salary_range"] = ana["salary_range"].astype(object)
+    ana.loc[1000:1199, "debt_to_income_ratio"] = np.nan  # 20% missing in chunk 1
+    ana.loc[2000:2049, "salary_range"] = "never seen"  # 5% unseen in chunk 2
+    ana.loc[3000:3029, "car_value"] = 10_000_000.0  # 3% out of range in chunk 3
+    spec = make_spec(**STABLE_SPEC)
+    alerts = evaluate_alerts(monitor(ref, ana, spec, CLASSES), spec)
+    quality = {(a.kind, a.chunk) for a in alerts if a.kind in {"missing_values", "unseen_categories", "out_of_range"}}
+    assert quality == {("missing_values", "[1000:1999]"), ("unseen_categories", "[2000:2999]"),
+                       ("out_of_range", "[3000:3999]")}
+    missing = next(a for a in alerts if a.kind == "missing_values")
+    assert "debt_to_income_ratio 20.0%" in missing.message and missing.value == pytest.approx(0.2)
