@@ -47,7 +47,10 @@ from loopml.monitoring._prepare import (
     prepare_piece,
     prepare_reference,
 )
+from loopml.monitoring.calibration import calibration_diagnostics
 from loopml.monitoring.chunks import Chunk, ChunkStream
+from loopml.monitoring.cost import cost_summary
+from loopml.monitoring.prices import prices as price_table
 from loopml.monitoring.result import CHUNK_COLUMNS, DRIFT_COLUMNS, QUALITY_COLUMNS, MonitoringResult
 from loopml.spec import ProblemSpec
 
@@ -70,11 +73,15 @@ T = TypeVar("T")
 
 
 def monitor(
-    reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, classes: list | None
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    spec: ProblemSpec,
+    classes: list | None,
+    batch_runs: list[dict[str, Any]] | None = None,
 ) -> MonitoringResult:
-    """Estimated and realized performance, univariate and multivariate drift, data quality and API
-    latency per chunk, for an analysis frame in memory."""
-    return monitor_stream(reference, [analysis], spec, classes, total_rows=len(analysis))
+    """Estimated and realized performance, univariate and multivariate drift, data quality, API latency
+    and cost per chunk, for an analysis frame in memory. ``batch_runs`` ({day, seconds}) are priced too."""
+    return monitor_stream(reference, [analysis], spec, classes, total_rows=len(analysis), batch_runs=batch_runs)
 
 
 def monitor_stream(
@@ -83,11 +90,13 @@ def monitor_stream(
     spec: ProblemSpec,
     classes: list | None,
     total_rows: int | None = None,
+    batch_runs: list[dict[str, Any]] | None = None,
 ) -> MonitoringResult:
     """:func:`monitor` over analysis data that arrives in pieces in time order (e.g. one date partition
     at a time). Each chunk is measured once it is complete and then dropped."""
     started = time.perf_counter()
     nml.disable_usage_logging()  # telemetry off before any NannyML call
+    price_table(spec.monitoring.cost.prices)  # a bad price override fails now, before any work
     notes = Notes()
     ref = prepare_reference(reference, spec, classes, notes)
     calcs = _Calculators.fit(ref, spec, notes)
@@ -111,7 +120,9 @@ def monitor_stream(
     if not out.chunks:
         notes.add("the analysis data is empty: nothing to monitor")
     _schema_notes(ref, notes, bool(out.chunks))
-    return _result(spec, ref, calcs, out, notes, time.perf_counter() - started)
+    result = _result(spec, ref, calcs, out, notes, time.perf_counter() - started)
+    result.cost = cost_summary(result.usage, spec, batch_runs=batch_runs, monitoring_seconds=result.seconds)
+    return result
 
 
 def _chunk_size(spec: ProblemSpec, has_timestamp: bool, total_rows: int | None) -> int | None:
@@ -510,7 +521,20 @@ def _result(spec: ProblemSpec, ref: Reference, calcs: _Calculators, out: _Collec
         usage=_daily_usage(out.usage),
         seconds=seconds,
         reference_rows=len(ref.frame),
+        calibration=_reference_calibration(ref, spec),
+        latency_limit_ms=spec.constraints.p99_latency_ms,
     )
+
+
+def _reference_calibration(ref: Reference, spec: ProblemSpec) -> dict[str, Any] | None:
+    """How well the served model's probabilities are calibrated on the reference: what CBPE rests on."""
+    frame, proba = ref.frame, ref.y_pred_proba
+    if spec.task == "binary" and isinstance(proba, str):
+        return calibration_diagnostics(frame[Y_TRUE].to_numpy(), frame[proba].to_numpy(), [0.0, 1.0])
+    if spec.task == "multiclass" and isinstance(proba, dict):
+        labels = list(proba)
+        return calibration_diagnostics(frame[Y_TRUE].to_numpy(), frame[[proba[c] for c in labels]].to_numpy(), labels)
+    return None
 
 
 def _daily_usage(usage: list[dict[str, Any]]) -> pd.DataFrame:

@@ -42,6 +42,7 @@ class MonitoringResult:
     reference_rows: int = 0
     calibration: dict[str, Any] | None = None  # the served version's diagnostics, from training
     cost: dict[str, Any] | None = None  # loopml.monitoring.cost.cost_summary
+    latency_limit_ms: float | None = None  # constraints.p99_latency_ms
     _figures: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -79,6 +80,7 @@ class MonitoringResult:
             "reference_rows": self.reference_rows,
             "calibration": self.calibration,
             "cost": self.cost,
+            "latency_limit_ms": self.latency_limit_ms,
         }
 
 

@@ -445,3 +445,103 @@ def test_data_quality_problems_are_alert_kinds_of_their_own() -> None:
                        ("out_of_range", "[3000:3999]")}
     missing = next(a for a in alerts if a.kind == "missing_values")
     assert "debt_to_income_ratio 20.0%" in missing.message and missing.value == pytest.approx(0.2)
+
+
+# --- calibration of the reference (§1) ----------------------------------------------------------
+
+
+def test_calibration_diagnostics_tell_calibrated_from_overconfident() -> None:
+    from loopml.monitoring.calibration import calibration_diagnostics, training_diagnostics
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20_000)
+    y = (rng.uniform(0, 1, p.size) < p).astype(float)  # outcomes drawn from p: calibrated by construction
+    good = calibration_diagnostics(y, p, CLASSES)
+    bad = calibration_diagnostics(y, np.where(p > 0.5, 0.99, 0.01), CLASSES)  # same ranking, overconfident
+    assert good is not None and bad is not None
+    assert good["ece"] < 0.02 < 0.2 < bad["ece"] and good["brier"] < bad["brier"]
+    assert sum(b["rows"] for b in good["bins"]) == 20_000 and len(good["bins"]) == 10
+    spec = make_spec(monitoring={"chunk_size": 1000, "min_chunk_rows": 500})
+    _, warnings_small = training_diagnostics(spec, y[:1167], p[:1167], CLASSES)
+    assert [w["kind"] for w in warnings_small] == ["small_reference"] and "1167 rows" in warnings_small[0]["message"]
+    _, warnings_bad = training_diagnostics(spec, y, np.where(p > 0.5, 0.99, 0.01), CLASSES)
+    assert [w["kind"] for w in warnings_bad] == ["poorly_calibrated"]
+    multi = calibration_diagnostics(["a", "b", "c"] * 100, np.tile([[0.8, 0.1, 0.1]], (300, 1)), ["a", "b", "c"])
+    assert multi is not None and multi["ece"] == pytest.approx(0.8 - 1 / 3)
+
+
+def test_monitoring_shows_the_reference_calibration() -> None:
+    result = _loan_result()
+    assert result.calibration is not None and result.calibration["rows"] == 10_000
+    assert 0 < result.calibration["brier"] < 0.25
+    html = render_report(result, make_spec(), "Car loan", "v7")
+    assert "Calibration of the reference" in html and "expected calibration error" in html
+
+
+# --- latency and cost over time (§5) ------------------------------------------------------------
+
+
+def _with_traffic(ana: pd.DataFrame, slow_from: int | None = None) -> pd.DataFrame:
+    """API-logged rows: a measured request latency, one row per request."""
+    rng = np.random.default_rng(1)
+    ana = ana.copy()
+    ana["latency_ms"] = rng.gamma(4, 5, len(ana))  # p99 ~ 50 ms
+    if slow_from is not None:
+        ana.loc[slow_from:, "latency_ms"] *= 4
+    ana["request_rows"] = 1
+    return ana
+
+
+def test_latency_per_chunk_and_alert_above_the_constraint() -> None:
+    ref, ana = stable()
+    ana = _with_traffic(ana.iloc[:4000], slow_from=3000)
+    spec = make_spec(**STABLE_SPEC, constraints={"p99_latency_ms": 100})
+    result = monitor(ref, ana, spec, CLASSES)
+    assert result.chunks["latency_p99_ms"].notna().all() and (result.chunks["api_rows"] == 1000).all()
+    assert (result.chunks["latency_p50_ms"] < result.chunks["latency_p99_ms"]).all()
+    alerts = [a for a in evaluate_alerts(result, spec) if a.kind == "latency_above_limit"]
+    assert [a.chunk for a in alerts] == ["[3000:3999]"] and alerts[0].threshold == 100
+
+
+def test_cost_per_day_and_budget_alerts() -> None:
+    from loopml.monitoring.cost import cost_summary
+    from loopml.monitoring.prices import PRICES
+
+    usage = pd.DataFrame({"day": ["2026-01-01", "2026-01-02"], "rows": [1000, 3000], "requests": [1000.0, 1000.0],
+                          "billed_ms": [20_000.0, 40_000.0]})  # fmt: skip
+    spec = make_spec(constraints={"budget": {"monthly_usd": 0.01, "per_1000_predictions_usd": 1.0}})
+    s = cost_summary(usage, spec, batch_runs=[{"day": "2026-01-02", "seconds": 3600}], monitoring_seconds=60)
+    per_request = PRICES["lambda_request"] + PRICES["apigw_request"]
+    day1 = 20 * PRICES["lambda_gb_second"] + 1000 * per_request  # 20 s billed at 1 GB
+    assert s["days"][0]["api_usd"] == pytest.approx(day1)
+    assert s["days"][0]["api_usd_per_1000"] == pytest.approx(day1)
+    batch = PRICES["batch_vcpu_hour"] + 2 * PRICES["batch_gb_hour"]  # one hour, 1 vCPU and 2 GB
+    assert s["days"][1]["batch_usd"] == pytest.approx(batch)
+    assert s["usd_per_day"] == pytest.approx(sum(d["total_usd"] for d in s["days"]) / 2)
+    assert [o["rule"] for o in s["over_budget"]] == ["monthly_usd"]  # $1 per 1,000 is far above what it costs
+    assert s["monitoring_run_usd"] == pytest.approx(batch / 60)
+
+
+def test_prices_are_dated_and_overridable() -> None:
+    from loopml.monitoring.prices import AS_OF, prices
+
+    table = prices({"lambda_gb_second": 0.00001}, env={"LOOPML_PRICES": '{"apigw_request": 0.000001}'})
+    assert table["as_of"] == AS_OF and table["prices"]["lambda_gb_second"] == 0.00001
+    assert table["source"]["apigw_request"] == "LOOPML_PRICES"
+    with pytest.raises(ValueError, match="unknown price 'lambda_gb_sec'"):
+        prices({"lambda_gb_sec": 1.0}, env={})
+    with pytest.raises(ValueError, match="LOOPML_PRICES"):
+        prices(None, env={"LOOPML_PRICES": "{oops"})
+
+
+def test_the_run_prices_its_api_traffic_and_alerts_over_budget() -> None:
+    ref, ana = stable()
+    ana = _with_traffic(ana.iloc[:3000])
+    spec = make_spec(**STABLE_SPEC, constraints={"budget": {"per_1000_predictions_usd": 0.0001}})
+    result = monitor(ref, ana, spec, CLASSES)
+    assert result.cost is not None and result.cost["api_predictions"] == 3000
+    assert sum(d["api_rows"] for d in result.cost["days"]) == 3000 and result.cost["days"][0]["day"].startswith("2018")
+    alerts = [a for a in evaluate_alerts(result, spec) if a.kind == "cost_above_budget"]
+    assert len(alerts) == 1 and "per 1,000 predictions" in alerts[0].message
+    html = render_report(result, spec, "t", "v1")
+    assert "API latency" in html and "Estimated cost per day" in html
