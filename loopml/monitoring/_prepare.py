@@ -186,10 +186,11 @@ def _coerce(col: pd.Series, name: str, numeric: bool, notes: Notes, where: str) 
         notes.count(f"{where}: {{n}} value(s) of {name!r} could not be parsed as numbers and count as missing",
                     int(parsed.isna().sum() - col.isna().sum()))  # fmt: skip
         return parsed.astype("float64")
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        # NannyML decides categorical vs continuous partly by dtype: make categories strings.
-        return col.astype("str").where(col.notna())
-    return col
+    if pd.api.types.is_string_dtype(col):
+        return col
+    # NannyML decides categorical vs continuous partly by dtype, and a reference of "True"/"1" strings
+    # must meet True/1 in the analysis as the same category: categories are compared as strings.
+    return col.map(str, na_action="ignore").astype("object")
 
 
 def _reference_proba(
