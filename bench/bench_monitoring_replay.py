@@ -116,6 +116,7 @@ def _shifted(stable: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
     """A covariate shift from chunk SHIFT_AT: the feature moves by half its standard deviation."""
     out = stable.copy()
     at = SHIFT_AT * CHUNK
+    out[ds.shift] = out[ds.shift].astype("float64")
     out.loc[at:, ds.shift] = out.loc[at:, ds.shift] + 0.5 * stable[ds.shift].std()
     return out
 

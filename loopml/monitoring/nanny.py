@@ -253,7 +253,8 @@ def _error(err: Exception) -> str:
 def _estimator(ref: Reference, spec: ProblemSpec, metric: str, chunker: Any) -> Any:
     common = dict(y_pred=Y_PRED, y_true=Y_TRUE, metrics=[metric], chunker=chunker, thresholds=_thresholds(spec))
     if spec.task == "regression":
-        return nml.DLE(feature_column_names=ref.features, **common)
+        # LightGBM prints every fit to stdout: verbosity -1 keeps a scheduled run's log readable
+        return nml.DLE(feature_column_names=ref.features, hyperparameters={"verbosity": -1}, **common)
     return nml.CBPE(y_pred_proba=ref.y_pred_proba, problem_type=PROBLEM_TYPE[spec.task], **common)
 
 
