@@ -6,6 +6,7 @@
 import hashlib
 import hmac
 import json
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -122,6 +123,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
 
     @app.post("/predict", response_model=PredictResponse, openapi_extra=PREDICT_BODY)
     async def predict(request: Request, _: Authorized, model: Champion) -> PredictResponse:
+        started = time.perf_counter()  # the request's latency, logged for monitoring (latency and cost)
         rows = await _read_rows(request, settings.max_body_bytes, settings.max_batch_rows)
         errors = check_rows(rows, model.predictor.schema)
         if errors:
@@ -129,7 +131,8 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         out = model.predictor.predict(rows)
         now = datetime.now(UTC)
         ids = [new_prediction_id(now) for _ in rows]
-        deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat()))
+        deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat(), request_rows=len(rows),
+                                        latency_ms=(time.perf_counter() - started) * 1000))
         probs = out.probabilities or [None] * len(rows)
         return PredictResponse(model_version=model.version, served_as=model.predictor.kind, predictions=[
             Prediction(id=i, prediction=p, probabilities=pr) for i, p, pr in zip(ids, out.predictions, probs, strict=True)])

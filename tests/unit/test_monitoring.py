@@ -545,3 +545,30 @@ def test_the_run_prices_its_api_traffic_and_alerts_over_budget() -> None:
     assert len(alerts) == 1 and "per 1,000 predictions" in alerts[0].message
     html = render_report(result, spec, "t", "v1")
     assert "API latency" in html and "Estimated cost per day" in html
+
+
+def test_api_latency_travels_from_the_prediction_log_to_monitoring(tmp_path) -> None:
+    from datetime import date
+
+    from loopml.labels import read_prediction_log
+    from loopml.predictor import Outputs
+    from loopml.serving import PredictionLog, prediction_records
+    from loopml.storage import from_uri
+
+    store = from_uri(str(tmp_path / "store"))
+    log = PredictionLog(store)
+    ref, ana = stable()
+    ana = ana.iloc[:1000]
+    rows = ana[list(CAR_LOAN_FEATURES)].to_dict(orient="records")
+    for i in range(0, len(rows), 10):  # requests of 10 rows, 40 ms each
+        batch = rows[i : i + 10]
+        out = Outputs([1.0] * len(batch), [{"0.0": 0.2, "1.0": 0.8}] * len(batch))
+        ids = [f"p-20181105-{i + j:016x}" for j in range(len(batch))]
+        log.add(prediction_records(ids, batch, out, 1, "2018-11-05T10:00:00+00:00", latency_ms=40.0, request_rows=10))
+    log.flush()
+    frame = read_prediction_log(store, make_spec(), date(2018, 11, 5), date(2018, 11, 5))
+    assert len(frame) == 1000 and (frame["latency_ms"] == 40.0).all() and (frame["request_rows"] == 10).all()
+    result = monitor(ref, frame, make_spec(**STABLE_SPEC), CLASSES)
+    assert result.chunks["latency_p99_ms"].tolist() == [40.0]
+    assert result.usage["requests"].tolist() == [pytest.approx(100.0)]  # 1,000 rows in 100 requests
+    assert result.cost is not None and result.cost["days"][0]["api_rows"] == 1000
