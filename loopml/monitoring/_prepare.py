@@ -190,7 +190,8 @@ def _coerce(col: pd.Series, name: str, numeric: bool, notes: Notes, where: str) 
         return col
     # NannyML decides categorical vs continuous partly by dtype, and a reference of "True"/"1" strings
     # must meet True/1 in the analysis as the same category: categories are compared as strings.
-    return col.map(str, na_action="ignore").astype("object")
+    # pandas' string dtype, not object: NannyML 0.13.1's chi2 fails on object columns under pandas 3
+    return col.map(str, na_action="ignore").astype("str")
 
 
 def _reference_proba(
