@@ -9,6 +9,7 @@ before and while reading, a JSON parse that cannot raise): a keyless client cost
 import hashlib
 import hmac
 import logging
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -169,6 +170,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503))
     async def predict(request: Request, _: Authorized, model: Served) -> PredictResponse:
+        started = time.perf_counter()  # the request's latency, logged for monitoring (latency and cost)
         rows = _rows_of(await read_json(request, settings.max_body_bytes), settings.max_batch_rows)
         clean, errors = prepare_rows(rows, model.predictor.schema)
         if errors:
@@ -177,7 +179,8 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         now = datetime.now(UTC)
         ids = deps.log.new_ids(len(clean), now)
         # the rows as sent (validated): monitoring compares them with the training data's own types
-        deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat(), variant=request.state.variant))
+        deps.log.add(prediction_records(ids, rows, out, model.version, now.isoformat(), variant=request.state.variant,
+                                        request_rows=len(clean), latency_ms=(time.perf_counter() - started) * 1000))
         probs = out.probabilities or [None] * len(clean)
         return PredictResponse(model_version=model.version, served_as=model.predictor.kind, predictions=[
             Prediction(id=i, prediction=p, probabilities=pr) for i, p, pr in zip(ids, out.predictions, probs, strict=True)])

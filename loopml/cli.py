@@ -230,6 +230,15 @@ def cmd_status(args: argparse.Namespace) -> None:
         for ch in m["chunks"]:
             echo(f"  {ch['chunk']:>12}  estimated {_num(ch['estimated'])}  realized {_num(ch['realized'])}")
         echo(f"  drifting features: {', '.join(m['drifting_features']) or 'none'}")
+        for ch in m.get("latency", []):
+            echo(f"  {ch['chunk']:>12}  API latency p50 {ch['latency_p50_ms']:.1f} ms  p99 {ch['latency_p99_ms']:.1f} ms")
+        cost = m.get("cost") or {}
+        for day in cost.get("days") or []:
+            echo(f"  {day['day']:>12}  cost ${day['total_usd']:.4f} ({day['api_rows']:,} API predictions)")
+        if cost.get("usd_per_day") is not None:
+            per_1000 = cost.get("api_usd_per_1000")
+            echo(f"  cost per day ${cost['usd_per_day']:.4f}, projected monthly ${cost['projected_monthly_usd']:.2f}"
+                 + (f", ${per_1000:.5f} per 1,000 API predictions" if per_1000 is not None else ""))
         echo(f"  report: {m['report']}")
     echo(f"open alerts: {len(s['open_alerts'])}")
     for a in s["open_alerts"][:10]:

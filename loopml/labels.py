@@ -80,6 +80,8 @@ def _log_row(r: dict, spec: ProblemSpec) -> dict:
         row[spec.id] = r["id"]
     if spec.timestamp:
         row[spec.timestamp] = r["time"]
+    if "latency_ms" in r:  # monitoring's latency per chunk and cost per day
+        row["latency_ms"], row["request_rows"] = r["latency_ms"], r.get("request_rows", 1)
     return row
 
 

@@ -315,6 +315,8 @@ class PredictionLog:
 
 def prediction_records(ids: list[str], rows: list[dict[str, Any]], out: Outputs, version: int, now: str,
                        **extra: Any) -> list[dict[str, Any]]:
+    """One log record per row; ``extra`` (e.g. ``latency_ms`` of the request and ``request_rows``, which
+    monitoring turns into latency per chunk and cost) is copied into each."""
     probs = out.probabilities or [None] * len(rows)
     return [{"id": i, "time": now, "version": version, "features": r, "prediction": p, "probabilities": pr, **extra}
             for i, r, p, pr in zip(ids, rows, out.predictions, probs, strict=True)]

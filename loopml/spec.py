@@ -81,6 +81,13 @@ class Fairness(_Strict):
     min_group_size: int = Field(default=30, ge=1, description="groups with fewer test rows are reported, not judged")
 
 
+class Budget(_Strict):
+    """What serving and batch runs may cost; monitoring alerts when its cost estimate goes above it."""
+
+    monthly_usd: float | None = Field(default=None, gt=0, description="projected cost of a month")
+    per_1000_predictions_usd: float | None = Field(default=None, gt=0, description="cost of 1,000 predictions")
+
+
 class Constraints(_Strict):
     p99_latency_ms: float | None = Field(default=None, gt=0)
     max_model_mb: float | None = Field(default=None, gt=0)
@@ -89,6 +96,7 @@ class Constraints(_Strict):
     # where the champion is served: "lambda" (the default) requires an ONNX artifact, because the
     # Lambda package has no scikit-learn; "any" also promotes models served from a container
     serving: Literal["lambda", "any"] = "lambda"
+    budget: Budget | None = None
 
 
 class Candidate(_Strict):
@@ -104,11 +112,45 @@ class Candidate(_Strict):
         return v
 
 
+class DataQuality(_Strict):
+    """Per chunk and feature; each rule is an alert kind of its own."""
+
+    max_missing_rate_increase: float = Field(default=0.05, ge=0, le=1,
+                                             description="missing-value rate above the reference's by more than this")
+    max_unseen_rate: float = Field(default=0.01, ge=0, le=1, description="share of rows with a category never seen")
+    max_out_of_range_rate: float = Field(default=0.01, ge=0, le=1,
+                                         description="share of rows outside the reference's [min, max]")
+
+
+class Cost(_Strict):
+    """What the cost estimate assumes; prices come from loopml.monitoring.prices (overridable here)."""
+
+    lambda_memory_mb: int = Field(default=1024, ge=128, le=10240, description="the API function's memory")
+    batch_vcpus: float = Field(default=1.0, gt=0, description="resources of a batch run (scoring, monitoring)")
+    batch_memory_gb: float = Field(default=2.0, gt=0)
+    prices: dict[str, float] = Field(default_factory=dict, description="overrides of the dated price table")
+
+
 class Monitoring(_Strict):
     chunk_period: Literal["D", "W", "M"] | None = "W"
     chunk_size: int | None = Field(default=None, ge=50)
-    max_drifting_features: int = Field(default=2, ge=0)
+    min_chunk_rows: int = Field(default=500, ge=1, description="a smaller chunk is shown but never alerts or decides")
+    # A feature drifts in a chunk when its two-sample test (KS / chi2) rejects at drift_false_alarm_rate,
+    # Bonferroni-corrected over the features, and the effect (KS D / Cramer's V) is at least min_drift_effect.
+    drift_false_alarm_rate: float = Field(default=0.01, gt=0, lt=0.5)
+    min_drift_effect: float = Field(default=0.05, ge=0, le=1)
+    max_drifting_features: int = Field(default=0, ge=0)
+    multivariate_std: float = Field(default=3.0, gt=0, description="multivariate alert beyond this many standard errors")
+    reference_chunks: int = Field(default=20, ge=5, le=200, description="reference chunks behind the thresholds")
     alert_on_multivariate_drift: bool = True
+    quality: DataQuality = DataQuality()
+    cost: Cost = Cost()
+
+    @model_validator(mode="after")
+    def _chunks(self) -> Monitoring:
+        if self.chunk_size is not None and self.chunk_size < self.min_chunk_rows:
+            raise ValueError(f"chunk_size {self.chunk_size} is below min_chunk_rows {self.min_chunk_rows}")
+        return self
 
 
 class Retraining(_Strict):

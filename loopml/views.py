@@ -29,6 +29,11 @@ def status(store: Store) -> dict[str, Any]:
         # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
         out["open_alerts"] = results.get("open_alerts", results["alerts"])
         out["last_monitoring"]["rows"] = results["rows"]
+        out["last_monitoring"]["latency"] = [{k: c.get(k) for k in ("chunk", "latency_p50_ms", "latency_p99_ms")}
+                                             for c in results["chunks"] if c.get("latency_p99_ms") is not None]
+        cost = results.get("cost") or {}
+        out["last_monitoring"]["cost"] = {k: cost.get(k) for k in ("days", "usd_per_day", "projected_monthly_usd",
+                                                                  "api_usd_per_1000", "over_budget")}
         if results.get("decision"):
             out["last_decision"] = store.get_json(results["decision"])
     except KeyNotFound:

@@ -1,8 +1,10 @@
 """Turn loopml's reference/analysis frames into the narrow, typed frames NannyML expects.
 
-Everything that can go wrong with the *analysis* data (schema drift, missing columns, no labels, too
-few rows) is recorded as a message and worked around here, so the calculators downstream only see
-columns they can use. Problems with the *reference* data are a broken contract upstream and raise.
+The reference is prepared once; the analysis arrives in pieces (a whole frame, or date partitions)
+and each piece is prepared the same way. Everything that can go wrong with the *analysis* data
+(schema drift, missing columns, no labels, unparsable values) is recorded once as a note and worked
+around here, so the calculators downstream only see columns they can use. Problems with the
+*reference* data are a broken contract upstream and raise.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from nannyml.chunk import Chunker, PeriodBasedChunker, SizeBasedChunker
 
 from loopml.spec import ProblemSpec
 
@@ -20,21 +21,45 @@ Y_TRUE = "__loopml_y_true"
 Y_PRED = "__loopml_y_pred"
 Y_PROBA = "__loopml_y_pred_proba"
 TS = "__loopml_timestamp"
+LATENCY = "__loopml_latency_ms"
+REQUEST_SHARE = "__loopml_request_share"  # 1 / rows in the API request the row came with
+
+
+class Notes:
+    """Messages said once however many pieces repeat them; counts add up across pieces."""
+
+    def __init__(self) -> None:
+        self._text: dict[str, None] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, text: str) -> None:
+        self._text.setdefault(text, None)
+
+    def count(self, template: str, n: int) -> None:
+        """``template`` holds ``{n}``; rendered once with the total."""
+        if n:
+            self._counts[template] = self._counts.get(template, 0) + n
+            self._text.setdefault(template, None)
+
+    def messages(self) -> list[str]:
+        return [t.format(n=self._counts[t]) if t in self._counts else t for t in self._text]
 
 
 @dataclass
-class Prepared:
-    reference: pd.DataFrame
-    analysis: pd.DataFrame
-    features: list[str]  # usable in both frames
+class Reference:
+    frame: pd.DataFrame
+    features: list[str]  # monitored: present in the reference
     continuous: list[str]
     categorical: list[str]
-    drift_features: list[str]  # features with at least one value in analysis and reference
     y_pred_proba: str | dict[str, str] | None
-    has_labels: bool
-    timestamp: str | None
-    chunker: Chunker
-    messages: list[str] = field(default_factory=list)
+    timestamp: str | None  # TS when the reference has the spec's timestamp
+    missing_rate: dict[str, float]
+    categories: dict[str, set[str]]
+    non_null: dict[str, int]
+    seen_features: set[str] = field(default_factory=set)  # analysis pieces that had the column
+    valued_features: set[str] = field(default_factory=set)  # ... with at least one value
+    has_predictions: bool = False
+    has_labels: bool = False
 
 
 def proba_column(frame: pd.DataFrame, cls: object) -> str | None:
@@ -45,31 +70,66 @@ def proba_column(frame: pd.DataFrame, cls: object) -> str | None:
     return next((c for c in candidates if c in frame.columns), None)
 
 
-def prepare(reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, classes: list | None) -> Prepared:
-    messages: list[str] = []
+def prepare_reference(reference: pd.DataFrame, spec: ProblemSpec, classes: list | None, notes: Notes) -> Reference:
     _require_reference(reference, spec, classes)
     reference = reference[reference[spec.target].notna()]
-    features = _usable_features(reference, analysis, spec, messages)
-    timestamp = _timestamp(reference, analysis, spec, messages)
-
-    reference = _clean_rows(reference, spec, timestamp, messages, "reference")
-    analysis = _clean_rows(analysis, spec, timestamp, messages, "analysis")
-    ref = _frame(reference, features, timestamp, spec, messages, "reference")
-    ana = _frame(analysis, features, timestamp, spec, messages, "analysis")
-    proba = _outputs(reference, analysis, ref, ana, spec, classes, messages)
-    has_labels = _labels(analysis, ana, spec, classes, messages)
-    if not has_labels:
-        ana = ana.drop(columns=[Y_TRUE], errors="ignore")
-
-    drift = [f for f in features if ref[f].notna().any() and ana[f].notna().any()]
-    for f in features:
-        if f not in drift:
-            where = "reference" if not ref[f].notna().any() else "analysis"
-            messages.append(f"feature {f!r} is entirely missing in the {where} data: no drift computed for it")
-    continuous = [f for f in features if f in spec.numeric]
+    features = []
+    for f in spec.feature_names:
+        if f in reference.columns:
+            features.append(f)
+        else:
+            notes.add(f"feature {f!r} is missing from the reference data: it is not monitored")
+    timestamp = TS if spec.timestamp and spec.timestamp in reference.columns else None
+    if spec.timestamp and timestamp is None:
+        notes.add(f"timestamp column {spec.timestamp!r} is missing from the reference data")
+    reference = _clean_rows(reference, spec, timestamp, notes, "reference")
+    ref = _frame(reference, features, timestamp, spec, notes, "reference")
+    ref[Y_TRUE] = _encode_labels(reference[spec.target], spec, classes).to_numpy()
+    ref[Y_PRED] = _encode_labels(reference["y_pred"], spec, classes).to_numpy()
+    proba = _reference_proba(reference, ref, spec, classes)
     categorical = [f for f in features if f in spec.categorical]
-    chunker = make_chunker(spec, timestamp, len(ana), messages)
-    return Prepared(ref, ana, features, continuous, categorical, drift, proba, has_labels, timestamp, chunker, messages)
+    return Reference(
+        frame=ref,
+        features=features,
+        continuous=[f for f in features if f in spec.numeric],
+        categorical=categorical,
+        y_pred_proba=proba,
+        timestamp=timestamp,
+        missing_rate={f: float(ref[f].isna().mean()) for f in features},
+        categories={f: set(ref[f].dropna().astype(str).unique()) for f in categorical},
+        non_null={f: int(ref[f].notna().sum()) for f in features},
+    )
+
+
+def prepare_piece(
+    piece: pd.DataFrame, ref: Reference, spec: ProblemSpec, classes: list | None, notes: Notes
+) -> pd.DataFrame:
+    """One piece of analysis data as a narrow frame with every reference feature (absent -> NaN)."""
+    timestamp = ref.timestamp if spec.timestamp and spec.timestamp in piece.columns else None
+    if ref.timestamp and timestamp is None:
+        notes.add(f"timestamp column {spec.timestamp!r} is missing from the analysis data: chunking by row count")
+    piece = _clean_rows(piece, spec, timestamp, notes, "analysis")
+    present = [f for f in ref.features if f in piece.columns]
+    for f in ref.features:
+        if f not in piece.columns:
+            notes.add(f"schema change: feature {f!r} is missing from the analysis data: it is not monitored")
+    out = _frame(piece, present, timestamp, spec, notes, "analysis")
+    for f in ref.features:
+        if f not in out.columns:
+            out[f] = np.nan if f in ref.continuous else pd.Series([None] * len(out), dtype="object")
+    ref.seen_features.update(present)
+    ref.valued_features.update(f for f in present if out[f].notna().any())
+    _outputs(piece, out, spec, classes, ref, notes)
+    if spec.target in piece.columns:
+        out[Y_TRUE] = _encode_labels(piece[spec.target], spec, classes).to_numpy()
+        ref.has_labels = ref.has_labels or bool(out[Y_TRUE].notna().any())
+    else:
+        out[Y_TRUE] = np.nan
+    if "latency_ms" in piece.columns:
+        out[LATENCY] = pd.to_numeric(piece["latency_ms"], errors="coerce").to_numpy()
+        rows = pd.to_numeric(piece["request_rows"], errors="coerce") if "request_rows" in piece.columns else None
+        out[REQUEST_SHARE] = (1.0 / rows.where(rows > 0)).to_numpy() if rows is not None else 1.0
+    return out
 
 
 def _require_reference(reference: pd.DataFrame, spec: ProblemSpec, classes: list | None) -> None:
@@ -82,35 +142,8 @@ def _require_reference(reference: pd.DataFrame, spec: ProblemSpec, classes: list
         raise ValueError(f"reference data has no labels in {spec.target!r}")
 
 
-def _usable_features(
-    reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, messages: list[str]
-) -> list[str]:
-    usable = []
-    for f in spec.feature_names:
-        if f not in reference.columns:
-            messages.append(f"feature {f!r} is missing from the reference data: it is not monitored")
-        elif f not in analysis.columns:
-            messages.append(f"schema change: feature {f!r} is missing from the analysis data: it is not monitored")
-        else:
-            usable.append(f)
-    return usable
-
-
-def _timestamp(reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, messages: list[str]) -> str | None:
-    ts = spec.timestamp
-    if ts is None:
-        return None
-    absent = [name for name, df in (("reference", reference), ("analysis", analysis)) if ts not in df.columns]
-    if absent:
-        messages.append(
-            f"timestamp column {ts!r} is missing from the {' and '.join(absent)} data: chunking by row count"
-        )
-        return None
-    return TS
-
-
 def _clean_rows(
-    source: pd.DataFrame, spec: ProblemSpec, timestamp: str | None, messages: list[str], name: str
+    source: pd.DataFrame, spec: ProblemSpec, timestamp: str | None, notes: Notes, name: str
 ) -> pd.DataFrame:
     """Parse the timestamp and drop rows without one: every later frame is built row-aligned to this."""
     if timestamp is None or spec.timestamp is None:
@@ -118,30 +151,30 @@ def _clean_rows(
     ts = source[spec.timestamp]
     if not pd.api.types.is_datetime64_any_dtype(ts):
         parsed = pd.to_datetime(ts, errors="coerce")
-        bad = int(parsed.isna().sum() - ts.isna().sum())
-        if bad:
-            messages.append(f"{name}: {bad} timestamp value(s) could not be parsed as dates")
+        notes.count(f"{name}: {{n}} timestamp value(s) could not be parsed as dates", int(parsed.isna().sum() - ts.isna().sum()))
         source = source.assign(**{spec.timestamp: parsed})
+    if getattr(source[spec.timestamp].dt, "tz", None) is not None:  # NannyML and periods want naive UTC
+        source = source.assign(**{spec.timestamp: source[spec.timestamp].dt.tz_convert("UTC").dt.tz_localize(None)})
     keep = source[spec.timestamp].notna()
     if not keep.all():
-        messages.append(f"{name}: {int((~keep).sum())} row(s) without a timestamp were left out")
+        notes.count(f"{name}: {{n}} row(s) without a timestamp were left out", int((~keep).sum()))
         source = source[keep]
     return source.reset_index(drop=True)
 
 
 def _frame(
-    source: pd.DataFrame, features: list[str], timestamp: str | None, spec: ProblemSpec, messages: list[str], name: str
+    source: pd.DataFrame, features: list[str], timestamp: str | None, spec: ProblemSpec, notes: Notes, name: str
 ) -> pd.DataFrame:
     """A narrow frame with only the columns NannyML needs; copy-on-write keeps this cheap."""
     out = source[features].copy(deep=False) if features else pd.DataFrame(index=source.index)
     for f in features:
-        out[f] = _coerce(out[f], f, f in spec.numeric, messages, name)
+        out[f] = _coerce(out[f], f, f in spec.numeric, notes, name)
     if timestamp is not None and spec.timestamp is not None:
         out[TS] = source[spec.timestamp]
     return out
 
 
-def _coerce(col: pd.Series, name: str, numeric: bool, messages: list[str], where: str) -> pd.Series:
+def _coerce(col: pd.Series, name: str, numeric: bool, notes: Notes, where: str) -> pd.Series:
     """Make a column's dtype match what the spec says it is, recording any schema change."""
     if numeric:
         if pd.api.types.is_bool_dtype(col):
@@ -149,53 +182,53 @@ def _coerce(col: pd.Series, name: str, numeric: bool, messages: list[str], where
         if pd.api.types.is_numeric_dtype(col):
             return col
         parsed = pd.to_numeric(col, errors="coerce")
-        bad = int(parsed.isna().sum() - col.isna().sum())
-        messages.append(
-            f"schema change: numeric feature {name!r} arrived as {col.dtype} in the {where} data; "
-            f"converted to numbers ({bad} value(s) could not be parsed and count as missing)"
-        )
+        notes.add(f"schema change: numeric feature {name!r} arrived as {col.dtype} in the {where} data; converted to numbers")
+        notes.count(f"{where}: {{n}} value(s) of {name!r} could not be parsed as numbers and count as missing",
+                    int(parsed.isna().sum() - col.isna().sum()))  # fmt: skip
         return parsed.astype("float64")
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        # NannyML decides categorical vs continuous partly by dtype: make categories strings.
-        return col.astype("str")
-    return col
+    if pd.api.types.is_string_dtype(col):
+        return col
+    # NannyML decides categorical vs continuous partly by dtype, and a reference of "True"/"1" strings
+    # must meet True/1 in the analysis as the same category: categories are compared as strings.
+    # pandas' string dtype, not object: NannyML 0.13.1's chi2 fails on object columns under pandas 3
+    return col.map(str, na_action="ignore").astype("str")
 
 
-def _outputs(
-    reference: pd.DataFrame,
-    analysis: pd.DataFrame,
-    ref: pd.DataFrame,
-    ana: pd.DataFrame,
-    spec: ProblemSpec,
-    classes: list | None,
-    messages: list[str],
+def _reference_proba(
+    reference: pd.DataFrame, ref: pd.DataFrame, spec: ProblemSpec, classes: list | None
 ) -> str | dict[str, str] | None:
-    """Copy target and model outputs into the working frames, encoded as NannyML wants them."""
-    ref[Y_TRUE] = _encode_labels(reference[spec.target], spec, classes).to_numpy()
-    ref[Y_PRED] = _encode_labels(reference["y_pred"], spec, classes).to_numpy()
-    has_pred = "y_pred" in analysis.columns
-    if not has_pred:
-        messages.append("analysis data has no 'y_pred' column: performance cannot be estimated")
-    ana[Y_PRED] = _encode_labels(analysis["y_pred"], spec, classes).to_numpy() if has_pred else np.nan
     if spec.task == "regression":
         return None
     if spec.task == "binary":
         if "y_pred_proba" not in reference.columns:
             raise ValueError("reference data lacks 'y_pred_proba' for a binary classifier")
         ref[Y_PROBA] = reference["y_pred_proba"].to_numpy()
-        ana[Y_PROBA] = analysis["y_pred_proba"].to_numpy() if "y_pred_proba" in analysis.columns else np.nan
         return Y_PROBA
     proba: dict[str, str] = {}
     for cls in classes or []:
         col = proba_column(reference, cls)
         if col is None:
             raise ValueError(f"reference data lacks the probability column y_pred_proba_{cls}")
-        work = f"{Y_PROBA}_{cls}"
-        ref[work] = reference[col].to_numpy()
-        ana_col = proba_column(analysis, cls)
-        ana[work] = analysis[ana_col].to_numpy() if ana_col else np.nan
-        proba[str(cls)] = work
+        ref[f"{Y_PROBA}_{cls}"] = reference[col].to_numpy()
+        proba[str(cls)] = f"{Y_PROBA}_{cls}"
     return proba
+
+
+def _outputs(
+    piece: pd.DataFrame, out: pd.DataFrame, spec: ProblemSpec, classes: list | None, ref: Reference, notes: Notes
+) -> None:
+    """Copy the model outputs into the working frame, encoded as NannyML wants them."""
+    has_pred = "y_pred" in piece.columns
+    if not has_pred:
+        notes.add("analysis data has no 'y_pred' column: performance cannot be estimated")
+    out[Y_PRED] = _encode_labels(piece["y_pred"], spec, classes).to_numpy() if has_pred else np.nan
+    ref.has_predictions = ref.has_predictions or has_pred
+    if spec.task == "binary":
+        out[Y_PROBA] = piece["y_pred_proba"].to_numpy() if "y_pred_proba" in piece.columns else np.nan
+    elif spec.task == "multiclass":
+        for cls in classes or []:
+            col = proba_column(piece, cls)
+            out[f"{Y_PROBA}_{cls}"] = piece[col].to_numpy() if col else np.nan
 
 
 def _encode_labels(values: pd.Series, spec: ProblemSpec, classes: list | None) -> pd.Series:
@@ -207,32 +240,3 @@ def _encode_labels(values: pd.Series, spec: ProblemSpec, classes: list | None) -
         return (values == classes[-1]).astype("float64").where(values.notna())
     # Multiclass: NannyML matches label values against the y_pred_proba dict keys, which are strings.
     return values.map(str, na_action="ignore")
-
-
-def _labels(
-    analysis: pd.DataFrame, ana: pd.DataFrame, spec: ProblemSpec, classes: list | None, messages: list[str]
-) -> bool:
-    if spec.target not in analysis.columns:
-        messages.append("no labels in the analysis data yet: realized performance is not computed")
-        return False
-    ana[Y_TRUE] = _encode_labels(analysis[spec.target], spec, classes).to_numpy()
-    if ana[Y_TRUE].notna().sum() == 0:
-        messages.append("no labels in the analysis data yet: realized performance is not computed")
-        return False
-    return True
-
-
-def make_chunker(spec: ProblemSpec, timestamp: str | None, n_rows: int, messages: list[str]) -> Chunker:
-    mon = spec.monitoring
-    if mon.chunk_size:
-        if 0 < n_rows < mon.chunk_size:
-            messages.append(
-                f"analysis has {n_rows} rows, fewer than one chunk ({mon.chunk_size}): results rest on one small chunk"
-            )
-        return SizeBasedChunker(chunk_size=mon.chunk_size, timestamp_column_name=timestamp)
-    if mon.chunk_period and timestamp:
-        return PeriodBasedChunker(timestamp_column_name=timestamp, offset=mon.chunk_period)
-    if mon.chunk_period:
-        messages.append(f"chunk_period {mon.chunk_period!r} needs a timestamp column: using 10 chunks of equal size")
-    # Ten equal chunks, as NannyML's default, but never a chunk of zero rows.
-    return SizeBasedChunker(chunk_size=max(n_rows // 10, 1), timestamp_column_name=timestamp)

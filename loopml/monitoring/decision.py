@@ -29,7 +29,8 @@ def decide_retraining(chunks: pd.DataFrame, spec: ProblemSpec, model_created_at:
     threshold in each of the ``consecutive_chunks`` most recent chunks.
 
     A chunk's metric is its realized value when labels exist (ground truth beats an estimate), else
-    its estimated value; a chunk with neither breaks the run of failures.
+    its estimated value; a chunk with neither breaks the run of failures. Chunks marked ``too_small``
+    are skipped: a handful of rows at a window's edge must not flip a decision.
     """
     reasons: list[str] = []
     age_days = _age_days(model_created_at, now)
@@ -62,6 +63,8 @@ def _recent(chunks: pd.DataFrame, spec: ProblemSpec, n: int) -> list[dict[str, A
     if chunks is None or chunks.empty:
         return []
     ordered = chunks.sort_values("chunk_index") if "chunk_index" in chunks.columns else chunks
+    if "too_small" in ordered.columns:  # a chunk too small to trust decides nothing
+        ordered = ordered[~ordered["too_small"].fillna(False).astype(bool)]
     rows = []
     for _, row in ordered.tail(n).iloc[::-1].iterrows():
         realized, estimated = row.get("realized"), row.get("estimated")

@@ -36,7 +36,54 @@ def build_figures(result: MonitoringResult) -> dict[str, go.Figure]:
         figures["multivariate_drift"] = _multivariate(result)
     if not result.drift.empty:
         figures["univariate_drift"] = _univariate(result)
+    if "latency_p99_ms" in chunks.columns and chunks["latency_p99_ms"].notna().any():
+        figures["latency"] = _latency(result)
+    if result.cost and result.cost.get("days"):
+        figures["cost"] = _cost(result)
+    if result.calibration and result.calibration.get("bins"):
+        figures["calibration"] = _calibration(result)
     return figures
+
+
+def _latency(result: MonitoringResult) -> go.Figure:
+    c = result.chunks
+    x = chunk_labels(c)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=c["latency_p50_ms"], mode="lines+markers", name="p50", line=dict(color=BLUE)))
+    fig.add_trace(go.Scatter(x=x, y=c["latency_p99_ms"], mode="lines+markers", name="p99", line=dict(color=RED)))
+    if result.latency_limit_ms is not None:
+        fig.add_hline(y=result.latency_limit_ms, line=dict(color=RED, dash="dash"),
+                      annotation_text=f"p99 limit {result.latency_limit_ms:g} ms", annotation_position="top left")  # fmt: skip
+    fig.update_layout(title="API latency per chunk (ms)", yaxis_title="ms", height=340, **LAYOUT)
+    return fig
+
+
+def _cost(result: MonitoringResult) -> go.Figure:
+    assert result.cost is not None
+    days = pd.DataFrame(result.cost["days"])
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=days["day"], y=days["api_usd"], name="API (Lambda + API Gateway)", marker_color=BLUE))
+    fig.add_trace(go.Bar(x=days["day"], y=days["batch_usd"], name="batch runs", marker_color=GREY))
+    budget = (result.cost.get("budget") or {}).get("monthly_usd")
+    if budget:
+        from loopml.monitoring.cost import DAYS_PER_MONTH
+
+        fig.add_hline(y=budget / DAYS_PER_MONTH, line=dict(color=RED, dash="dash"),
+                      annotation_text=f"monthly budget / {DAYS_PER_MONTH} days", annotation_position="top left")  # fmt: skip
+    fig.update_layout(title="Estimated cost per day (USD)", barmode="stack", yaxis_title="USD", height=340, **LAYOUT)
+    return fig
+
+
+def _calibration(result: MonitoringResult) -> go.Figure:
+    assert result.calibration is not None
+    bins = pd.DataFrame(result.calibration["bins"])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line=dict(color=GREY, dash="dash")))
+    fig.add_trace(go.Scatter(x=bins["mean_predicted"], y=bins["observed"], mode="lines+markers", name="reference",
+                             text=[f"{n:,} rows" for n in bins["rows"]], line=dict(color=BLUE)))  # fmt: skip
+    fig.update_layout(title=f"Reliability on the reference ({result.calibration['binned']})",
+                      xaxis_title="predicted", yaxis_title="observed", height=360, **LAYOUT)  # fmt: skip
+    return fig
 
 
 def _performance(result: MonitoringResult) -> go.Figure:
@@ -134,7 +181,7 @@ def _univariate(result: MonitoringResult) -> go.Figure:
                 mode="lines+markers",
                 line=dict(color=BLUE),
                 showlegend=i == 0,
-                name="Jensen-Shannon distance",
+                name="drift effect (KS D / Cramér's V)",
             ),
             row=r,
             col=col,
@@ -159,7 +206,7 @@ def _univariate(result: MonitoringResult) -> go.Figure:
                 row=r, col=col,
             )  # fmt: skip
     fig.update_layout(
-        title="Univariate drift per feature (Jensen-Shannon distance)",
+        title="Univariate drift per feature: effect vs the threshold of a significant, material shift",
         height=max(260 * rows, 320) + 60,
         **{**LAYOUT, "margin": dict(l=60, r=20, t=100, b=60)},
     )

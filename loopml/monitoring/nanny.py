@@ -1,27 +1,60 @@
-"""monitor(): NannyML's estimators and calculators over one reference/analysis pair.
+"""monitor(): NannyML's estimators and calculators, fitted once on the reference, applied chunk by chunk.
 
-Each NannyML step runs on its own: one that fails leaves a message and the others still run, so a
-scheduled monitoring run always produces a result (and a report) rather than a stack trace.
+loopml cuts the analysis data into chunks itself (:mod:`loopml.monitoring.chunks`) and hands NannyML
+one chunk at a time, so :func:`monitor_stream` can read a window larger than memory piece by piece
+(date partitions): peak memory is the reference plus one chunk.
+
+Thresholds, and why they are quiet on stable data:
+
+- Univariate drift: NannyML's two-sample statistics (Kolmogorov-Smirnov D for numeric features,
+  chi-squared for categorical ones) turned into p-values with the chunk's and the reference's sizes.
+  A feature drifts when its p-value is below ``drift_false_alarm_rate`` divided by the number of
+  features (Bonferroni: a stable chunk flags any feature with at most that probability) *and* the
+  effect (D, or Cramer's V) is at least ``min_drift_effect`` (big chunks make tiny shifts significant).
+- Multivariate drift: NannyML's PCA reconstruction error, with a band from the reference cut into
+  ``reference_chunks`` chunks, rescaled to each analysis chunk's size (the error is a mean over rows,
+  so its spread shrinks as 1/sqrt(rows)), never narrower than the row-level standard error.
+
+A calculator that fails (at fit, or on a chunk) is recorded in ``result.failures`` and becomes a
+``monitoring_failed`` alert: a value is never silently NaN.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import math
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import nannyml as nml
 import numpy as np
 import pandas as pd
+from nannyml.chunk import CountBasedChunker, SizeBasedChunker
 from nannyml.thresholds import ConstantThreshold
+from scipy import stats
 
-from loopml.monitoring._prepare import TS, Y_PRED, Y_TRUE, Prepared, prepare
+from loopml.monitoring._prepare import (
+    LATENCY,
+    REQUEST_SHARE,
+    TS,
+    Y_PRED,
+    Y_TRUE,
+    Notes,
+    Reference,
+    prepare_piece,
+    prepare_reference,
+)
+from loopml.monitoring.calibration import calibration_diagnostics
+from loopml.monitoring.chunks import Chunk, ChunkStream
+from loopml.monitoring.cost import cost_summary
+from loopml.monitoring.prices import prices as price_table
 from loopml.monitoring.result import CHUNK_COLUMNS, DRIFT_COLUMNS, QUALITY_COLUMNS, MonitoringResult
 from loopml.spec import ProblemSpec
 
-__all__ = ["monitor", "NANNYML_METRIC"]
+__all__ = ["monitor", "monitor_stream", "NANNYML_METRIC"]
 
 # loopml metric -> the NannyML metric computed. NannyML has no r2: we take its MSE and convert.
 NANNYML_METRIC = {
@@ -33,115 +66,196 @@ PROBLEM_TYPE = {
     "multiclass": "classification_multiclass",
     "regression": "regression",
 }
-DRIFT_METHOD = "jensen_shannon"
+CONTINUOUS_METHOD, CATEGORICAL_METHOD = "kolmogorov_smirnov", "chi2"
+DEFAULT_STREAM_CHUNK = 5000  # rows per chunk when neither a period nor a size nor the total is known
 
 T = TypeVar("T")
 
 
 def monitor(
-    reference: pd.DataFrame, analysis: pd.DataFrame, spec: ProblemSpec, classes: list | None
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    spec: ProblemSpec,
+    classes: list | None,
+    batch_runs: list[dict[str, Any]] | None = None,
 ) -> MonitoringResult:
-    """Estimated and realized performance, univariate and multivariate drift and data quality per chunk."""
+    """Estimated and realized performance, univariate and multivariate drift, data quality, API latency
+    and cost per chunk, for an analysis frame in memory. ``batch_runs`` ({day, seconds}) are priced too."""
+    return monitor_stream(reference, [analysis], spec, classes, total_rows=len(analysis), batch_runs=batch_runs)
+
+
+def monitor_stream(
+    reference: pd.DataFrame,
+    pieces: Iterable[pd.DataFrame],
+    spec: ProblemSpec,
+    classes: list | None,
+    total_rows: int | None = None,
+    batch_runs: list[dict[str, Any]] | None = None,
+) -> MonitoringResult:
+    """:func:`monitor` over analysis data that arrives in pieces in time order (e.g. one date partition
+    at a time). Each chunk is measured once it is complete and then dropped."""
+    started = time.perf_counter()
     nml.disable_usage_logging()  # telemetry off before any NannyML call
-    prep = prepare(reference, analysis, spec, classes)
-    messages = prep.messages
-    base = _base_chunks(prep, spec, messages)
-    if base.empty:
-        return _result(spec, _empty(CHUNK_COLUMNS), _empty(DRIFT_COLUMNS), _empty(QUALITY_COLUMNS), messages)
-
-    estimated = _run("performance estimation", messages, lambda: _estimate(prep, spec))
-    realized = _run("realized performance", messages, lambda: _realize(prep, spec)) if prep.has_labels else None
-    drift = _run("univariate drift", messages, lambda: _univariate(prep))
-    multivariate = _run("multivariate drift", messages, lambda: _multivariate(prep))
-    quality = _quality(prep, messages)
-
-    chunks = _assemble(base, spec, prep, estimated, realized, drift, multivariate)
-    drift_frame = drift if drift is not None else _empty(DRIFT_COLUMNS)
-    quality = quality.merge(base[["chunk", "n_rows"]], on="chunk", how="left") if not quality.empty else quality
-    return _result(spec, chunks, drift_frame, _quality_rates(quality), messages)
-
-
-def _result(
-    spec: ProblemSpec, chunks: pd.DataFrame, drift: pd.DataFrame, quality: pd.DataFrame, messages: list[str]
-) -> MonitoringResult:
-    metric = spec.metric
-    return MonitoringResult(
-        task=spec.task,
-        metric=metric.name,
-        threshold=metric.threshold,
-        higher_is_better=metric.higher_is_better,
-        chunks=chunks.reindex(columns=CHUNK_COLUMNS),
-        drift=drift.reindex(columns=DRIFT_COLUMNS),
-        quality=quality.reindex(columns=QUALITY_COLUMNS),
-        messages=messages,
-    )
+    price_table(spec.monitoring.cost.prices)  # a bad price override fails now, before any work
+    notes = Notes()
+    ref = prepare_reference(reference, spec, classes, notes)
+    calcs = _Calculators.fit(ref, spec, notes)
+    stream: ChunkStream | None = None
+    out = _Collected()
+    for piece in pieces:
+        if piece is None or piece.empty:
+            continue
+        narrow = prepare_piece(piece, ref, spec, classes, notes)
+        if stream is None:
+            stream = ChunkStream(spec, TS if TS in narrow.columns else None, _chunk_size(spec, TS in narrow.columns, total_rows))
+        elif stream.by_period and TS not in narrow.columns:
+            notes.count("{n} analysis row(s) without the timestamp column were left out", len(narrow))
+            continue
+        for chunk in stream.feed(narrow):
+            out.add(_measure(calcs, ref, chunk, spec, notes))
+    if stream is not None:
+        for chunk in stream.finish():
+            out.add(_measure(calcs, ref, chunk, spec, notes))
+        notes.count("{n} analysis row(s) arrived after their chunk was measured and were left out", stream.late_rows)
+    if not out.chunks:
+        notes.add("the analysis data is empty: nothing to monitor")
+    _schema_notes(ref, notes, bool(out.chunks))
+    result = _result(spec, ref, calcs, out, notes, time.perf_counter() - started)
+    result.cost = cost_summary(result.usage, spec, batch_runs=batch_runs, monitoring_seconds=result.seconds)
+    return result
 
 
-def _run(step: str, messages: list[str], fn: Callable[[], T]) -> T | None:
-    """Run one NannyML step; a failure becomes a message instead of ending the run."""
-    try:
-        with warnings.catch_warnings():
-            # NannyML warns per chunk (few chunks, NaN metrics on unlabelled chunks); our messages say it once.
-            warnings.simplefilter("ignore")
-            return fn()
-    except Exception as err:  # noqa: BLE001 - any NannyML failure must not stop the monitoring run
-        messages.append(f"{step} could not be computed: {type(err).__name__}: {err}")
+def _chunk_size(spec: ProblemSpec, has_timestamp: bool, total_rows: int | None) -> int | None:
+    mon = spec.monitoring
+    if mon.chunk_size:
+        return mon.chunk_size
+    if mon.chunk_period and has_timestamp:
         return None
+    # Ten equal chunks, as NannyML's default, but never chunks below the minimum size.
+    return max((total_rows or 0) // 10, mon.min_chunk_rows) if total_rows else max(DEFAULT_STREAM_CHUNK, mon.min_chunk_rows)
 
 
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+def _schema_notes(ref: Reference, notes: Notes, any_chunk: bool) -> None:
+    if not any_chunk:
+        return
+    for f in ref.features:
+        if f in ref.seen_features and f not in ref.valued_features:
+            notes.add(f"feature {f!r} is entirely missing in the analysis data: no drift computed for it")
+    if not ref.has_labels:
+        notes.add("no labels in the analysis data yet: realized performance is not computed")
 
 
-def _analysis_frame(result: Any) -> pd.DataFrame:
-    """The analysis rows of a NannyML result. ``result.filter()`` would deep-copy the whole result
-    (a third of a second per calculator at 1M rows), so the rows are selected on its frame instead."""
-    data = result.data
-    period = next(c for c in data.columns if c[0] == "chunk" and c[-1] == "period")
-    return data[data[period] == "analysis"].reset_index(drop=True)
+# --- the calculators, fitted once ---------------------------------------------------------------
 
 
-# --- chunks -------------------------------------------------------------------------------------
-
-
-def _base_chunks(prep: Prepared, spec: ProblemSpec, messages: list[str]) -> pd.DataFrame:
-    """The analysis chunks, from a split of a narrow frame so it does not depend on any calculator."""
-    if prep.analysis.empty:
-        messages.append("the analysis data is empty: nothing to monitor")
-        return pd.DataFrame()
-    cols = [TS] if prep.timestamp else []
-    narrow = prep.analysis[cols + ([Y_TRUE] if prep.has_labels else [])]
-    if not cols:
-        narrow = narrow.assign(_row=np.arange(len(narrow)))  # a chunk needs at least one column
+def _quiet(fn: Callable[[], T]) -> T:
     with warnings.catch_warnings():
+        # NannyML warns per chunk (few chunks, NaN metrics on unlabelled chunks); our notes say it once.
         warnings.simplefilter("ignore")
-        split = _run("chunking", messages, lambda: prep.chunker.split(narrow))
-    if not split:
-        return pd.DataFrame()
-    if len(split) < 6:
-        messages.append(f"only {len(split)} chunk(s) in the analysis data: drift and alert evidence is thin")
-    rows = []
-    for c in split:
-        labelled = int(c.data[Y_TRUE].notna().sum()) if prep.has_labels else 0
-        rows.append(
-            {
-                "chunk": c.key,
-                "chunk_index": c.chunk_index,
-                "start": c.start_datetime,
-                "end": c.end_datetime,
-                "n_rows": len(c.data),
-                "n_labelled": labelled,
-                "_r2_var": _label_variance(c.data) if spec.metric.name == "r2" and labelled else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
+        return fn()
 
 
-def _label_variance(chunk: pd.DataFrame) -> float:
-    return float(np.var(chunk[Y_TRUE].dropna().to_numpy()))
+@dataclass
+class _Baseline:
+    """Reference chunks' reconstruction error: a band for a chunk of any size."""
+
+    mean: float
+    between_std: float  # spread of the reference chunks' mean error
+    chunk_rows: float  # their typical size
+    row_std: float  # spread of one row's error
+
+    def band(self, rows: int, z: float) -> tuple[float, float]:
+        se = max(self.between_std * math.sqrt(self.chunk_rows / rows), self.row_std / math.sqrt(rows))
+        return max(self.mean - z * se, 0.0), self.mean + z * se
 
 
-# --- performance --------------------------------------------------------------------------------
+@dataclass
+class _Calculators:
+    estimator: Any = None
+    realized: Any = None
+    univariate: Any = None
+    multivariate: Any = None
+    baseline: _Baseline | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
+    drift_features: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    legacy_strings: bool = False
+
+    @classmethod
+    def fit(cls, ref: Reference, spec: ProblemSpec, notes: Notes) -> _Calculators:
+        self = cls()
+        mon = spec.monitoring
+        n = len(ref.frame)
+        parts = min(mon.reference_chunks, max(n // 50, 2))
+        if parts < mon.reference_chunks:
+            notes.add(f"the reference has {n} rows: thresholds rest on {parts} reference chunks of {n // parts} rows")
+        fit_chunker = SizeBasedChunker(chunk_size=max(n // parts, 1), incomplete="append")
+        self.drift_features = [f for f in ref.features if ref.non_null[f] > 0]
+        for f in ref.features:
+            if f not in self.drift_features:
+                notes.add(f"feature {f!r} is entirely missing in the reference data: no drift computed for it")
+        self.legacy_strings = spec.task == "regression" and bool(ref.categorical)
+        metric = NANNYML_METRIC[spec.metric.name]
+        steps: list[tuple[str, str, Callable[[], Any]]] = [
+            ("estimator", "performance estimation", lambda: _estimator(ref, spec, metric, fit_chunker)),
+            ("realized", "realized performance", lambda: nml.PerformanceCalculator(
+                metrics=[metric], y_true=Y_TRUE, y_pred=Y_PRED, problem_type=PROBLEM_TYPE[spec.task],
+                y_pred_proba=ref.y_pred_proba, chunker=fit_chunker, thresholds=_thresholds(spec))),
+        ]  # fmt: skip
+        if self.drift_features:
+            steps += [
+                ("univariate", "univariate drift", lambda: nml.UnivariateDriftCalculator(
+                    column_names=self.drift_features,
+                    treat_as_categorical=[f for f in ref.categorical if f in self.drift_features],
+                    treat_as_numerical=[f for f in ref.continuous if f in self.drift_features],
+                    continuous_methods=[CONTINUOUS_METHOD], categorical_methods=[CATEGORICAL_METHOD],
+                    chunker=fit_chunker)),
+                ("multivariate", "multivariate drift", lambda: nml.DataReconstructionDriftCalculator(
+                    column_names=self.drift_features, chunker=fit_chunker)),
+            ]  # fmt: skip
+        quality = [
+            ("missing", nml.MissingValuesCalculator, ref.features),
+            ("unseen", nml.UnseenValuesCalculator, [f for f in ref.categorical if f in self.drift_features]),
+            ("out_of_range", nml.NumericalRangeCalculator, [f for f in ref.continuous if f in self.drift_features]),
+        ]
+        for kind, calc_cls, columns in quality:
+            if columns:
+                steps.append((f"quality:{kind}", f"data quality ({kind.replace('_', ' ')})",
+                              lambda c=calc_cls, cols=columns: c(column_names=cols, normalize=False, chunker=fit_chunker)))  # fmt: skip
+        whole = CountBasedChunker(chunk_number=1)
+        for attr, step, make in steps:
+            try:
+                with self._strings():
+                    calc = _quiet(lambda make=make: make().fit(ref.frame))
+            except Exception as err:  # noqa: BLE001 - a failed calculator is an alert, not a crash
+                self.failures.append({"step": step, "chunk": None, "error": _error(err)})
+                continue
+            calc.chunker = whole  # from now on: one call, one chunk
+            if attr.startswith("quality:"):
+                self.quality[attr.split(":", 1)[1]] = calc
+            else:
+                setattr(self, attr, calc)
+        if self.multivariate is not None:
+            self.baseline = _baseline(self.multivariate)
+        return self
+
+    def _strings(self) -> contextlib.AbstractContextManager[Any]:
+        """NannyML 0.13.1's DLE encodes categoricals via ``.values.reshape``, which pandas 3's Arrow-backed
+        ``str`` columns do not support; while it runs, let pandas infer ``object`` for strings again."""
+        return pd.option_context("future.infer_string", False) if self.legacy_strings else contextlib.nullcontext()
+
+
+def _error(err: Exception) -> str:
+    """One line: NannyML wraps the cause in a multi-line message."""
+    return " ".join(f"{type(err).__name__}: {err}".split())[:500]
+
+
+def _estimator(ref: Reference, spec: ProblemSpec, metric: str, chunker: Any) -> Any:
+    common = dict(y_pred=Y_PRED, y_true=Y_TRUE, metrics=[metric], chunker=chunker, thresholds=_thresholds(spec))
+    if spec.task == "regression":
+        # LightGBM prints every fit to stdout: verbosity -1 keeps a scheduled run's log readable
+        return nml.DLE(feature_column_names=ref.features, hyperparameters={"verbosity": -1}, **common)
+    return nml.CBPE(y_pred_proba=ref.y_pred_proba, problem_type=PROBLEM_TYPE[spec.task], **common)
 
 
 def _thresholds(spec: ProblemSpec) -> dict[str, ConstantThreshold]:
@@ -153,209 +267,307 @@ def _thresholds(spec: ProblemSpec) -> dict[str, ConstantThreshold]:
     return {NANNYML_METRIC[m.name]: ConstantThreshold(**bound)}
 
 
-def _estimate(prep: Prepared, spec: ProblemSpec) -> pd.DataFrame:
+def _baseline(calc: Any) -> _Baseline:
+    data = calc.result.data
+    ref = data[data[("chunk", "period")] == "reference"]
+    values = ref[("reconstruction_error", "value")].astype(float).to_numpy()
+    rows = (ref[("chunk", "end_index")] - ref[("chunk", "start_index")] + 1).astype(float).to_numpy()
+    row_std = float(np.nanmean(ref[("reconstruction_error", "sampling_error")].astype(float).to_numpy() * np.sqrt(rows)))
+    between = float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0
+    return _Baseline(float(np.nanmean(values)), between, float(np.median(rows)), row_std)
+
+
+def _row(result: Any) -> pd.Series:
+    """The single analysis row of a NannyML result (one chunk per call)."""
+    data = result.data
+    period = next(c for c in data.columns if c[0] == "chunk" and c[-1] == "period")
+    return data[data[period] == "analysis"].iloc[-1]
+
+
+# --- one chunk ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Measured:
+    chunk: dict[str, Any]
+    drift: list[dict[str, Any]]
+    quality: list[dict[str, Any]]
+    usage: list[dict[str, Any]]
+
+
+@dataclass
+class _Collected:
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, m: _Measured) -> None:
+        self.chunks.append(m.chunk)
+        self.drift += m.drift
+        self.quality += m.quality
+        self.usage += m.usage
+
+
+def _measure(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec, notes: Notes) -> _Measured:
+    data = chunk.data
+    labelled = int(data[Y_TRUE].notna().sum())
+    row: dict[str, Any] = {
+        "chunk": chunk.key, "chunk_index": chunk.index, "start": chunk.start, "end": chunk.end,
+        "n_rows": len(data), "n_labelled": labelled, "too_small": chunk.too_small, "failed_steps": [],
+    }  # fmt: skip
+
+    def step(name: str, fn: Callable[[], T]) -> T | None:
+        try:
+            with calcs._strings():
+                return _quiet(fn)
+        except Exception as err:  # noqa: BLE001 - recorded, alerted, and the other steps still run
+            calcs.failures.append({"step": name, "chunk": chunk.key, "error": _error(err)})
+            row["failed_steps"].append(name)
+            return None
+
+    has_pred = bool(data[Y_PRED].notna().any())
+    if calcs.estimator is not None and has_pred:
+        est = step("performance estimation", lambda: _estimate(calcs.estimator, data, spec, ref))
+        if est:
+            row.update(est)
+    if calcs.realized is not None and labelled and has_pred:
+        real = step("realized performance", lambda: _realize(calcs.realized, data, spec))
+        if real is not None:
+            row["realized"] = real
+    drift: list[dict[str, Any]] = []
+    if calcs.univariate is not None:
+        drift = step("univariate drift", lambda: _univariate(calcs, ref, chunk, spec)) or []
+    if calcs.multivariate is not None:
+        mv = step("multivariate drift", lambda: _multivariate(calcs, data, spec))
+        if mv:
+            row.update(mv)
+    quality = _quality(calcs, ref, chunk, spec, step)
+    row.update(_latency(data))
+    _no_silent_nan(row, has_pred, calcs, chunk)
+    return _Measured(row, drift, quality, _usage(chunk))
+
+
+def _estimate(estimator: Any, data: pd.DataFrame, spec: ProblemSpec, ref: Reference) -> dict[str, float]:
     metric = NANNYML_METRIC[spec.metric.name]
-    common = dict(
-        y_pred=Y_PRED, y_true=Y_TRUE, metrics=[metric], chunker=prep.chunker,
-        timestamp_column_name=prep.timestamp, thresholds=_thresholds(spec),
-    )  # fmt: skip
-    if spec.task == "regression":
-        estimator: Any = nml.DLE(feature_column_names=prep.features, **common)
-    else:
-        estimator = nml.CBPE(y_pred_proba=prep.y_pred_proba, problem_type=PROBLEM_TYPE[spec.task], **common)
-    with _legacy_strings(spec.task == "regression" and bool(prep.categorical)):
-        estimator.fit(prep.reference)
-        # Estimation needs no labels; dropping them keeps CBPE from computing a second realized value.
-        frame = _analysis_frame(estimator.estimate(prep.analysis.drop(columns=[Y_TRUE], errors="ignore")))
-    out = pd.DataFrame(
-        {
-            "chunk": frame[("chunk", "key")],
-            "estimated": frame[(metric, "value")].astype(float),
-            "estimated_lower": frame[(metric, "lower_confidence_boundary")].astype(float),
-            "estimated_upper": frame[(metric, "upper_confidence_boundary")].astype(float),
-        }
-    )
-    if spec.metric.name == "r2":
-        out = _mse_to_r2(out, float(np.var(prep.reference[Y_TRUE].to_numpy())))
+    # Estimation needs no labels; dropping them keeps CBPE from computing a second realized value.
+    r = _row(estimator.estimate(data.drop(columns=[Y_TRUE])))
+    out = {
+        "estimated": float(r[(metric, "value")]),
+        "estimated_lower": float(r[(metric, "lower_confidence_boundary")]),
+        "estimated_upper": float(r[(metric, "upper_confidence_boundary")]),
+    }
+    if spec.metric.name == "r2":  # Estimated R2 = 1 - MSE / Var(y), Var(y) from the reference (labels are unknown)
+        var = float(np.var(ref.frame[Y_TRUE].to_numpy()))
+        r2 = lambda mse: 1 - mse / var if var > 0 else np.nan  # noqa: E731
+        out = {"estimated": r2(out["estimated"]), "estimated_lower": r2(out["estimated_upper"]),
+               "estimated_upper": r2(out["estimated_lower"])}  # fmt: skip
     return out
 
 
-def _legacy_strings(active: bool) -> contextlib.AbstractContextManager[Any]:
-    """NannyML 0.13.1's DLE encodes categoricals via ``.values.reshape``, which pandas 3's Arrow-backed
-    ``str`` columns do not support; while it runs, let pandas infer ``object`` for strings again."""
-    return pd.option_context("future.infer_string", False) if active else contextlib.nullcontext()
+def _realize(calc: Any, data: pd.DataFrame, spec: ProblemSpec) -> float:
+    labelled = data[data[Y_TRUE].notna()]
+    value = float(_row(calc.calculate(labelled))[(NANNYML_METRIC[spec.metric.name], "value")])
+    if spec.metric.name == "r2":  # NannyML reported MSE; R2 = 1 - MSE / Var(y) over the chunk's labelled rows
+        var = float(np.var(labelled[Y_TRUE].to_numpy()))
+        return 1 - value / var if var > 0 else np.nan
+    return value
 
 
-def _mse_to_r2(est: pd.DataFrame, variance: float) -> pd.DataFrame:
-    """Estimated R2 = 1 - MSE / Var(y), with Var(y) from the reference period (labels are unknown)."""
-    r2 = lambda mse: 1 - mse / variance if variance > 0 else np.nan  # noqa: E731
-    return est.assign(
-        estimated=r2(est["estimated"]),
-        estimated_lower=r2(est["estimated_upper"]),
-        estimated_upper=r2(est["estimated_lower"]),
-    )
+def _univariate(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec) -> list[dict[str, Any]]:
+    mon = spec.monitoring
+    alpha = mon.drift_false_alarm_rate / max(len(calcs.drift_features), 1)  # Bonferroni over the features
+    r = _row(calcs.univariate.calculate(chunk.data))
+    rows = []
+    for f in calcs.drift_features:
+        values = chunk.data[f].dropna()
+        n, big_n = len(values), ref.non_null[f]
+        if f in ref.categorical:
+            stat = float(r[(f, CATEGORICAL_METHOD, "value")])
+            k = len(ref.categories[f] | set(values.astype(str).unique()))
+            effect, p, crit = _chi2(stat, n, big_n, k, alpha)
+            method = CATEGORICAL_METHOD
+        else:
+            effect = float(r[(f, CONTINUOUS_METHOD, "value")])
+            p, crit = _ks(effect, n, big_n, alpha)
+            method = CONTINUOUS_METHOD
+        threshold = max(crit, mon.min_drift_effect)
+        rows.append({"chunk": chunk.key, "chunk_index": chunk.index, "feature": f, "method": method, "value": effect,
+                     "p_value": p, "threshold": threshold,
+                     "alert": bool(n and pd.notna(effect) and effect > threshold and p < alpha)})  # fmt: skip
+    return rows
 
 
-def _realize(prep: Prepared, spec: ProblemSpec) -> pd.DataFrame:
-    metric = NANNYML_METRIC[spec.metric.name]
-    calc = nml.PerformanceCalculator(
-        metrics=[metric], y_true=Y_TRUE, y_pred=Y_PRED, problem_type=PROBLEM_TYPE[spec.task],
-        y_pred_proba=prep.y_pred_proba, chunker=prep.chunker, timestamp_column_name=prep.timestamp,
-        thresholds=_thresholds(spec),
-    )  # fmt: skip
-    calc.fit(prep.reference)
-    frame = _analysis_frame(calc.calculate(prep.analysis))
-    return pd.DataFrame({"chunk": frame[("chunk", "key")], "realized": frame[(metric, "value")].astype(float)})
+def _ks(d: float, n: int, big_n: int, alpha: float) -> tuple[float, float]:
+    """(p-value, critical D at ``alpha``) of a two-sample Kolmogorov-Smirnov D (asymptotic)."""
+    if not n or not big_n or pd.isna(d):
+        return float("nan"), float("nan")
+    en = math.sqrt(n * big_n / (n + big_n))
+    return float(stats.kstwobign.sf(d * en)), float(stats.kstwobign.isf(alpha) / en)
 
 
-# --- drift --------------------------------------------------------------------------------------
+def _chi2(stat: float, n: int, big_n: int, categories: int, alpha: float) -> tuple[float, float, float]:
+    """(Cramer's V, p-value, critical V at ``alpha``) of NannyML's chi-squared reference-vs-chunk table."""
+    if not n or not big_n or pd.isna(stat):
+        return float("nan"), float("nan"), float("nan")
+    dof = max(categories - 1, 1)
+    total = n + big_n
+    return math.sqrt(stat / total), float(stats.chi2.sf(stat, dof)), math.sqrt(stats.chi2.isf(alpha, dof) / total)
 
 
-def _univariate(prep: Prepared) -> pd.DataFrame:
-    if not prep.drift_features:
-        raise ValueError("no feature has values in both reference and analysis data")
-    calc = nml.UnivariateDriftCalculator(
-        column_names=prep.drift_features,
-        treat_as_categorical=[f for f in prep.categorical if f in prep.drift_features],
-        treat_as_numerical=[f for f in prep.continuous if f in prep.drift_features],
-        timestamp_column_name=prep.timestamp,
-        continuous_methods=[DRIFT_METHOD],
-        categorical_methods=[DRIFT_METHOD],
-        chunker=prep.chunker,
-    )
-    calc.fit(prep.reference)
-    frame = _analysis_frame(calc.calculate(prep.analysis))
-    parts = [
-        pd.DataFrame(
-            {
-                "chunk": frame[("chunk", "chunk", "key")],
-                "chunk_index": frame[("chunk", "chunk", "chunk_index")],
-                "feature": f,
-                "method": DRIFT_METHOD,
-                "value": frame[(f, DRIFT_METHOD, "value")].astype(float),
-                "threshold": frame[(f, DRIFT_METHOD, "upper_threshold")].astype(float),
-                "alert": frame[(f, DRIFT_METHOD, "alert")].astype(bool),
-            }
-        )
-        for f in prep.drift_features
-    ]
-    return pd.concat(parts, ignore_index=True)
+def _multivariate(calcs: _Calculators, data: pd.DataFrame, spec: ProblemSpec) -> dict[str, Any]:
+    assert calcs.baseline is not None
+    value = float(_row(calcs.multivariate.calculate(data))[("reconstruction_error", "value")])
+    lower, upper = calcs.baseline.band(len(data), spec.monitoring.multivariate_std)
+    return {"reconstruction_error": value, "reconstruction_upper_threshold": upper,
+            "reconstruction_lower_threshold": lower, "multivariate_alert": bool(value > upper or value < lower)}  # fmt: skip
 
 
-def _multivariate(prep: Prepared) -> pd.DataFrame:
-    if not prep.drift_features:
-        raise ValueError("no feature has values in both reference and analysis data")
-    calc = nml.DataReconstructionDriftCalculator(
-        column_names=prep.drift_features, timestamp_column_name=prep.timestamp, chunker=prep.chunker
-    )
-    calc.fit(prep.reference)
-    frame = _analysis_frame(calc.calculate(prep.analysis))
-    col = "reconstruction_error"
-    return pd.DataFrame(
-        {
-            "chunk": frame[("chunk", "key")],
-            "reconstruction_error": frame[(col, "value")].astype(float),
-            "reconstruction_upper_threshold": frame[(col, "upper_threshold")].astype(float),
-            "reconstruction_lower_threshold": pd.to_numeric(frame[(col, "lower_threshold")], errors="coerce"),
-            "multivariate_alert": frame[(col, "alert")].astype(bool),
-        }
-    )
-
-
-# --- data quality -------------------------------------------------------------------------------
-
-
-def _quality(prep: Prepared, messages: list[str]) -> pd.DataFrame:
-    """Missing values for every feature, unseen categories, numeric values outside the reference range."""
-    steps: list[tuple[str, str, Callable[..., Any], list[str]]] = [
-        ("missing", "missing values", nml.MissingValuesCalculator, prep.features),
-        ("unseen", "unseen values", nml.UnseenValuesCalculator, [f for f in prep.categorical if f in prep.drift_features]),
-        ("out_of_range", "numerical range", nml.NumericalRangeCalculator, [f for f in prep.continuous if f in prep.drift_features]),
-    ]  # fmt: skip
-    frames = []
-    for kind, label, cls, columns in steps:
-        if not columns:
+def _quality(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec,
+             step: Callable[[str, Callable[[], Any]], Any]) -> list[dict[str, Any]]:  # fmt: skip
+    q = spec.monitoring.quality
+    n = len(chunk.data)
+    per: dict[str, dict[str, Any]] = {f: {"chunk": chunk.key, "chunk_index": chunk.index, "feature": f, "n_rows": n}
+                                      for f in ref.features}  # fmt: skip
+    for kind, calc in calcs.quality.items():
+        r = step(f"data quality ({kind.replace('_', ' ')})", lambda calc=calc: _row(calc.calculate(chunk.data)))
+        if r is None:
             continue
-        frame = _run(label, messages, functools.partial(_quality_step, prep, kind, cls, columns))
-        if frame is not None:
-            frames.append(frame)
-    if not frames:
-        return _empty(["chunk", "chunk_index", "feature"])
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.merge(frame, on=["chunk", "chunk_index", "feature"], how="outer")
-    order = {f: i for i, f in enumerate(prep.features)}
-    out = out.sort_values(["chunk_index", "feature"], key=lambda s: s.map(order) if s.name == "feature" else s)
-    alert_cols = [c for c in out.columns if c.endswith("_alert")]
-    out["alert"] = out[alert_cols].fillna(False).astype(bool).any(axis=1)
-    return out.drop(columns=alert_cols).reset_index(drop=True)
+        for f in calc.column_names:
+            per[f][kind] = float(r[(f, "value")])
+            per[f][f"{kind}_rate"] = per[f][kind] / n if n else np.nan
+    for f, row in per.items():
+        reasons = []
+        if row.get("missing_rate", 0) - ref.missing_rate[f] > q.max_missing_rate_increase:
+            reasons.append("missing_values")
+        if row.get("unseen_rate", 0) > q.max_unseen_rate:
+            reasons.append("unseen_categories")
+        if row.get("out_of_range_rate", 0) > q.max_out_of_range_rate:
+            reasons.append("out_of_range")
+        row["reference_missing_rate"] = ref.missing_rate[f]
+        row["problems"] = reasons
+        row["alert"] = bool(reasons)
+    return list(per.values())
 
 
-def _quality_step(prep: Prepared, kind: str, cls: Callable[..., Any], columns: list[str]) -> pd.DataFrame:
-    calc = cls(column_names=columns, normalize=False, timestamp_column_name=prep.timestamp, chunker=prep.chunker)
-    calc.fit(prep.reference)
-    frame = _analysis_frame(calc.calculate(prep.analysis))
-    parts = [
-        pd.DataFrame(
-            {
-                "chunk": frame[("chunk", "key")],
-                "chunk_index": frame[("chunk", "chunk_index")],
-                "feature": f,
-                kind: frame[(f, "value")].astype(float),
-                f"{kind}_alert": frame[(f, "alert")].astype(bool),
-            }
-        )
-        for f in columns
-    ]
-    return pd.concat(parts, ignore_index=True)
+def _latency(data: pd.DataFrame) -> dict[str, Any]:
+    if LATENCY not in data.columns:
+        return {"api_rows": 0}
+    lat = data[LATENCY].dropna().to_numpy()
+    if not len(lat):
+        return {"api_rows": 0}
+    p50, p99 = np.percentile(lat, [50, 99])
+    return {"api_rows": len(lat), "latency_p50_ms": float(p50), "latency_p99_ms": float(p99)}
 
 
-def _quality_rates(quality: pd.DataFrame) -> pd.DataFrame:
-    for kind in ("missing", "unseen", "out_of_range"):
-        if kind in quality.columns:
-            quality[f"{kind}_rate"] = quality[kind] / quality["n_rows"]
-    return quality
+def _usage(chunk: Chunk) -> list[dict[str, Any]]:
+    """API traffic per day (rows, requests, billed milliseconds): what the cost estimate reads."""
+    data = chunk.data
+    if LATENCY not in data.columns or not data[LATENCY].notna().any():
+        return []
+    api = data[data[LATENCY].notna()]
+    share = api[REQUEST_SHARE] if REQUEST_SHARE in api.columns else pd.Series(1.0, index=api.index)
+    share = pd.to_numeric(share, errors="coerce").fillna(1.0)
+    frame = pd.DataFrame({"rows": 1, "requests": share, "billed_ms": api[LATENCY] * share})
+    day = api[TS].dt.strftime("%Y-%m-%d") if TS in api.columns else pd.Series(chunk.key, index=api.index)
+    sums = frame.groupby(day.to_numpy()).sum()
+    return [{"day": str(d), "rows": int(r["rows"]), "requests": float(r["requests"]), "billed_ms": float(r["billed_ms"])}
+            for d, r in sums.iterrows()]  # fmt: skip
+
+
+def _no_silent_nan(row: dict[str, Any], has_pred: bool, calcs: _Calculators, chunk: Chunk) -> None:
+    """A chunk big enough to judge whose estimate (or realized value) came back empty is a failure."""
+    if chunk.too_small:
+        return
+    checks = [("performance estimation", "estimated", calcs.estimator is not None and has_pred),
+              ("realized performance", "realized", calcs.realized is not None and has_pred and row["n_labelled"] > 0)]  # fmt: skip
+    for name, column, expected in checks:
+        if expected and name not in row["failed_steps"] and pd.isna(row.get(column, np.nan)):
+            calcs.failures.append({"step": name, "chunk": chunk.key, "error": f"NannyML returned no {column} value"})
+            row["failed_steps"].append(name)
 
 
 # --- assembly -----------------------------------------------------------------------------------
 
 
-def _assemble(
-    base: pd.DataFrame,
-    spec: ProblemSpec,
-    prep: Prepared,
-    estimated: pd.DataFrame | None,
-    realized: pd.DataFrame | None,
-    drift: pd.DataFrame | None,
-    multivariate: pd.DataFrame | None,
-) -> pd.DataFrame:
-    chunks = base.copy()
-    for part in (estimated, realized, multivariate):
-        if part is not None:
-            chunks = chunks.merge(part, on="chunk", how="left")
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+def _result(spec: ProblemSpec, ref: Reference, calcs: _Calculators, out: _Collected, notes: Notes,
+            seconds: float) -> MonitoringResult:  # fmt: skip
+    for f in calcs.failures:
+        where = f" on chunk {f['chunk']}" if f["chunk"] else ""
+        notes.add(f"{f['step']} failed{where}: {f['error']}")
+    chunks = pd.DataFrame(out.chunks) if out.chunks else _empty(CHUNK_COLUMNS)
+    drift = pd.DataFrame(out.drift) if out.drift else _empty(DRIFT_COLUMNS)
+    # a feature absent from every analysis piece is a schema change, not a drift of NaNs
+    drift = drift[drift["feature"].isin(ref.seen_features)] if not drift.empty else drift
+    quality = pd.DataFrame(out.quality) if out.quality else _empty(QUALITY_COLUMNS)
+    chunks = _assemble(chunks, spec, drift)
+    small = int(chunks["too_small"].sum()) if not chunks.empty else 0
+    if small:
+        notes.add(f"{small} chunk(s) have fewer than min_chunk_rows={spec.monitoring.min_chunk_rows} rows: "
+                  f"shown, but they raise no alert and decide nothing")  # fmt: skip
+    return MonitoringResult(
+        task=spec.task,
+        metric=spec.metric.name,
+        threshold=spec.metric.threshold,
+        higher_is_better=spec.metric.higher_is_better,
+        chunks=chunks.reindex(columns=CHUNK_COLUMNS),
+        drift=drift.reset_index(drop=True).reindex(columns=DRIFT_COLUMNS),
+        quality=quality.reindex(columns=QUALITY_COLUMNS),
+        messages=notes.messages(),
+        failures=list(calcs.failures),
+        usage=_daily_usage(out.usage),
+        seconds=seconds,
+        reference_rows=len(ref.frame),
+        calibration=_reference_calibration(ref, spec),
+        latency_limit_ms=spec.constraints.p99_latency_ms,
+    )
+
+
+def _reference_calibration(ref: Reference, spec: ProblemSpec) -> dict[str, Any] | None:
+    """How well the served model's probabilities are calibrated on the reference: what CBPE rests on."""
+    frame, proba = ref.frame, ref.y_pred_proba
+    if spec.task == "binary" and isinstance(proba, str):
+        return calibration_diagnostics(frame[Y_TRUE].to_numpy(), frame[proba].to_numpy(), [0.0, 1.0])
+    if spec.task == "multiclass" and isinstance(proba, dict):
+        labels = list(proba)
+        return calibration_diagnostics(frame[Y_TRUE].to_numpy(), frame[[proba[c] for c in labels]].to_numpy(), labels)
+    return None
+
+
+def _daily_usage(usage: list[dict[str, Any]]) -> pd.DataFrame:
+    if not usage:
+        return pd.DataFrame(columns=["day", "rows", "requests", "billed_ms"])
+    return pd.DataFrame(usage).groupby("day", as_index=False).sum().sort_values("day").reset_index(drop=True)
+
+
+def _assemble(chunks: pd.DataFrame, spec: ProblemSpec, drift: pd.DataFrame) -> pd.DataFrame:
+    if chunks.empty:
+        return chunks
     chunks = chunks.reindex(columns=[*chunks.columns, *(c for c in CHUNK_COLUMNS if c not in chunks.columns)])
-    if spec.metric.name == "r2" and realized is not None:
-        # NannyML reported MSE; R2 = 1 - MSE / Var(y) over the chunk's labelled rows.
-        chunks["realized"] = 1 - chunks["realized"] / chunks["_r2_var"].where(chunks["_r2_var"] > 0)
-    chunks.loc[chunks["n_labelled"] == 0, "realized"] = np.nan
+    chunks["too_small"] = chunks["too_small"].astype(bool)
     chunks["metric"] = spec.metric.name
     chunks["threshold"] = spec.metric.threshold
-    chunks["estimated_alert"] = chunks["estimated"].map(lambda v: _fails(spec, v))
-    chunks["realized_alert"] = chunks["realized"].map(lambda v: _fails(spec, v))
-    chunks["estimation_error"] = chunks["estimated"].astype(float) - chunks["realized"].astype(float)
-    chunks["multivariate_alert"] = chunks["multivariate_alert"].fillna(False).astype(bool)
+    for column in ("estimated", "realized"):
+        chunks[column] = chunks[column].astype(float)
+        chunks[f"{column}_alert"] = chunks[column].map(lambda v: _fails(spec, v)) & ~chunks["too_small"]
+    chunks["estimation_error"] = chunks["estimated"] - chunks["realized"]
+    chunks["multivariate_alert"] = chunks["multivariate_alert"].astype("boolean").fillna(False).astype(bool)
     drifting = _drifting(drift)
     chunks["drifting_features"] = chunks["chunk"].map(lambda k: drifting.get(k, []))
     chunks["n_drifting_features"] = chunks["drifting_features"].map(len)
-    return chunks.drop(columns=["_r2_var"])
+    return chunks
 
 
 def _fails(spec: ProblemSpec, value: float) -> bool:
     return bool(pd.notna(value) and not spec.metric.passes(float(value)))
 
 
-def _drifting(drift: pd.DataFrame | None) -> dict[str, list[str]]:
-    if drift is None or drift.empty:
+def _drifting(drift: pd.DataFrame) -> dict[str, list[str]]:
+    if drift.empty:
         return {}
-    alerts = drift[drift["alert"]]
+    alerts = drift[drift["alert"].astype(bool)]
     return {str(k): sorted(map(str, g["feature"])) for k, g in alerts.groupby("chunk", sort=False)}

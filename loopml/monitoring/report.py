@@ -51,6 +51,14 @@ def render_report(result: MonitoringResult, spec: ProblemSpec, title: str, model
         figures.get("univariate_drift", "<p class='muted'>No univariate drift could be computed.</p>"),
         "<h2>Data quality</h2>",
         _quality_table(result),
+        "<h2>API latency</h2>",
+        figures.get("latency", "<p class='muted'>No API traffic with measured latency in this window.</p>"),
+        "<h2>Cost</h2>",
+        _cost(result),
+        figures.get("cost", ""),
+        "<h2>Calibration of the reference</h2>",
+        _calibration(result),
+        figures.get("calibration", ""),
         "<h2>Messages</h2>",
         _messages(result),
     ]
@@ -80,6 +88,8 @@ def _summary(result: MonitoringResult, alerts: list[Alert]) -> str:
         ("realized below threshold", count("realized_alert"), True),
         ("multivariate drift", count("multivariate_alert"), True),
         ("drifting features", len(drifting), True),
+        ("failed steps", len(result.failures), True),
+        ("chunks too small to judge", int(c["too_small"].fillna(False).astype(bool).sum()) if not c.empty else 0, True),
         ("messages", len(result.messages), True),
     ]
     html = ["<div class='cards'>"]
@@ -133,7 +143,8 @@ def _chunk_table(result: MonitoringResult) -> str:
     for label, (_, r) in zip(chunk_labels(c), c.iterrows(), strict=True):
         rows.append(
             "<tr>"
-            + _cell(label) + _count(r["n_rows"]) + _count(r["n_labelled"])
+            + _cell(label + (" (too small)" if bool(r.get("too_small", False)) else "")) + _count(r["n_rows"])
+            + _count(r["n_labelled"])
             + _cell(r["estimated"], bool(r["estimated_alert"])) + _cell(r["realized"], bool(r["realized_alert"]))
             + _cell(r["estimation_error"]) + _cell(r["reconstruction_error"], bool(r["multivariate_alert"]))
             + f"<td style='text-align:left'>{escape(', '.join(r['drifting_features'])) or '–'}</td>"
@@ -181,3 +192,34 @@ def _messages(result: MonitoringResult) -> str:
     if not result.messages:
         return "<p class='muted'>None: every step ran on complete data.</p>"
     return "<ul class='msgs'>" + "".join(f"<li>{escape(m)}</li>" for m in result.messages) + "</ul>"
+
+
+def _cost(result: MonitoringResult) -> str:
+    cost = result.cost
+    if not cost:
+        return "<p class='muted'>No cost estimate.</p>"
+    money = lambda v, d=4: "–" if v is None else f"${v:,.{d}f}"  # noqa: E731
+    rows = [
+        ("API predictions in the window", f"{cost['api_predictions']:,}"),
+        ("API cost per 1,000 predictions", money(cost["api_usd_per_1000"], 5)),
+        ("cost per day (API + batch runs)", money(cost["usd_per_day"])),
+        ("projected monthly cost", money(cost["projected_monthly_usd"], 2)),
+        ("this monitoring run", money(cost["monitoring_run_usd"], 6)),
+        ("budget", escape(", ".join(f"{k} ${v:g}" for k, v in (cost.get("budget") or {}).items() if v is not None)) or "none set"),
+    ]
+    body = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in rows)
+    over = "".join(f"<li>{escape(o['message'])}</li>" for o in cost.get("over_budget", []))
+    source = sorted(set(cost["source"].values()))
+    note = (f"<p class='muted'>Lambda {cost['lambda_memory_mb']} MB; prices: {escape('; '.join(source))} "
+            f"(override in monitoring.cost.prices or LOOPML_PRICES).</p>")  # fmt: skip
+    return (f"<div class='panel'><table><tbody>{body}</tbody></table></div>"
+            + (f"<ul class='alerts'>{over}</ul>" if over else "") + note)  # fmt: skip
+
+
+def _calibration(result: MonitoringResult) -> str:
+    cal = result.calibration
+    if not cal:
+        return "<p class='muted'>No calibration diagnostics (regression, or no probabilities).</p>"
+    return (f"<p>On the reference ({cal['rows']:,} held-out rows the served model never trained on): "
+            f"Brier score <b>{cal['brier']:.4f}</b>, expected calibration error <b>{cal['ece']:.4f}</b> "
+            f"({escape(cal['binned'])}). CBPE's estimates are only as good as this calibration.</p>")  # fmt: skip

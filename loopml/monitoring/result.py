@@ -12,17 +12,18 @@ import pandas as pd
 
 # One row per analysis chunk; the order is the contract other modules (alerts, decision, report) read.
 CHUNK_COLUMNS = [
-    "chunk", "chunk_index", "start", "end", "n_rows", "n_labelled",
+    "chunk", "chunk_index", "start", "end", "n_rows", "n_labelled", "too_small", "failed_steps",
     "metric", "threshold", "estimated", "estimated_lower", "estimated_upper", "estimated_alert",
     "realized", "realized_alert", "estimation_error",
     "reconstruction_error", "reconstruction_upper_threshold", "reconstruction_lower_threshold", "multivariate_alert",
-    "n_drifting_features", "drifting_features",
+    "n_drifting_features", "drifting_features", "api_rows", "latency_p50_ms", "latency_p99_ms",
 ]  # fmt: skip
-DRIFT_COLUMNS = ["chunk", "chunk_index", "feature", "method", "value", "threshold", "alert"]
+DRIFT_COLUMNS = ["chunk", "chunk_index", "feature", "method", "value", "p_value", "threshold", "alert"]
 QUALITY_COLUMNS = [
-    "chunk", "chunk_index", "feature", "n_rows", "missing", "missing_rate",
-    "unseen", "unseen_rate", "out_of_range", "out_of_range_rate", "alert",
+    "chunk", "chunk_index", "feature", "n_rows", "missing", "missing_rate", "reference_missing_rate",
+    "unseen", "unseen_rate", "out_of_range", "out_of_range_rate", "problems", "alert",
 ]  # fmt: skip
+USAGE_COLUMNS = ["day", "rows", "requests", "billed_ms"]
 
 
 @dataclass
@@ -35,6 +36,13 @@ class MonitoringResult:
     drift: pd.DataFrame
     quality: pd.DataFrame
     messages: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # calculator failures: {step, chunk, error}
+    usage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=USAGE_COLUMNS))  # API traffic per day
+    seconds: float = 0.0  # how long the computation took (the monitoring run's own cost)
+    reference_rows: int = 0
+    calibration: dict[str, Any] | None = None  # the served version's diagnostics, from training
+    cost: dict[str, Any] | None = None  # loopml.monitoring.cost.cost_summary
+    latency_limit_ms: float | None = None  # constraints.p99_latency_ms
     _figures: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -51,7 +59,7 @@ class MonitoringResult:
         """Features that drifted in at least one chunk, most often first."""
         if self.drift.empty:
             return []
-        counts = self.drift[self.drift["alert"]].groupby("feature").size().sort_values(ascending=False)
+        counts = self.drift[self.drift["alert"].astype(bool)].groupby("feature").size().sort_values(ascending=False)
         return [str(f) for f in counts.index]
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +74,13 @@ class MonitoringResult:
             "quality": records(self.quality),
             "drifting_features": self.drifting_features,
             "messages": list(self.messages),
+            "failures": [{k: plain(v) for k, v in f.items()} for f in self.failures],
+            "usage": records(self.usage),
+            "seconds": self.seconds,
+            "reference_rows": self.reference_rows,
+            "calibration": self.calibration,
+            "cost": self.cost,
+            "latency_limit_ms": self.latency_limit_ms,
         }
 
 

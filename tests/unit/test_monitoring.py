@@ -104,7 +104,13 @@ def test_realized_only_for_labelled_chunks() -> None:
 def test_drift_and_quality_frames() -> None:
     result = _loan_result()
     assert set(result.drift["feature"]) == set(CAR_LOAN_FEATURES)
-    assert (result.drift["method"] == "jensen_shannon").all()
+    methods = dict(zip(result.drift["feature"], result.drift["method"], strict=True))
+    assert {methods[f] for f, t in CAR_LOAN_FEATURES.items() if t == "numeric"} == {"kolmogorov_smirnov"}
+    assert {methods[f] for f, t in CAR_LOAN_FEATURES.items() if t == "categorical"} == {"chi2"}
+    assert result.drift["p_value"].between(0, 1).all()
+    # quiet before the synthetic drift (first half), loud after it
+    assert not result.chunks["drifting_features"].iloc[:5].map(len).any()
+    assert not result.chunks["multivariate_alert"].iloc[:5].any()
     # The synthetic data drifts in car_value and loan_length in the second half of the analysis period.
     assert {"car_value", "loan_length"} <= set(result.drifting_features)
     assert result.chunks["multivariate_alert"].iloc[6:].all()
@@ -160,11 +166,14 @@ def test_empty_analysis_gives_message_not_exception() -> None:
     json.dumps(result.to_dict(), allow_nan=False)
 
 
-def test_fewer_rows_than_one_chunk() -> None:
+def test_fewer_rows_than_one_chunk_is_too_small_to_alert() -> None:
     ref, ana = car_loan()
-    result = monitor(ref, ana.iloc[:60], make_spec(), CLASSES)
-    assert len(result.chunks) == 1
-    assert any("fewer than one chunk" in m for m in result.messages)
+    spec = make_spec(metric=("roc_auc", 0.999))  # every estimate fails this threshold
+    result = monitor(ref, ana.iloc[:60], spec, CLASSES)
+    assert len(result.chunks) == 1 and bool(result.chunks["too_small"].iloc[0])
+    assert result.chunks["estimated"].notna().all()  # shown...
+    assert evaluate_alerts(result, spec) == []  # ...but never alerted on
+    assert any("min_chunk_rows=500" in m for m in result.messages)
 
 
 def test_schema_changes_and_all_missing_feature() -> None:
@@ -176,7 +185,7 @@ def test_schema_changes_and_all_missing_feature() -> None:
     result = monitor(ref, ana, make_spec(), CLASSES)
     text = " ".join(result.messages)
     assert "'loan_length' is missing from the analysis" in text
-    assert "'car_value' arrived as" in text and "11 value(s) could not be parsed" in text
+    assert "'car_value' arrived as" in text and "11 value(s) of 'car_value' could not be parsed" in text
     assert "'driver_tenure' is entirely missing" in text
     assert "no labels" in text
     assert result.chunks["estimated"].notna().all()
@@ -308,3 +317,258 @@ def test_realized_outranks_estimate_when_labels_exist() -> None:
     assert not fine.retrain
     assert failing.retrain and failing.evidence["recent_chunks"][0]["judged_on"] == "realized"
     json.dumps(failing.to_dict(), allow_nan=False)
+
+
+# --- quiet on stable data, loud on change (issue 10 §2) -----------------------------------------
+
+
+@cache
+def _stable() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The car loan data before its synthetic drift: a reference and 12 stable chunks of 1,000 rows."""
+    ref, ana, targets = nml.load_synthetic_car_loan_dataset()
+    ana = ana.merge(targets, on="id").iloc[:24_000:2].reset_index(drop=True)
+    return ref.iloc[:20_000].reset_index(drop=True), ana
+
+
+def stable() -> tuple[pd.DataFrame, pd.DataFrame]:
+    ref, ana = _stable()
+    return ref.copy(), ana.copy()
+
+
+STABLE_SPEC = {"metric": ("roc_auc", 0.9)}
+NOISY_KINDS = {"multivariate_drift", "too_many_drifting_features", "estimated_below_threshold",
+               "realized_below_threshold", "missing_values", "unseen_categories", "out_of_range", "monitoring_failed"}
+
+
+def test_stable_period_raises_no_alert_and_no_retraining() -> None:
+    ref, ana = stable()
+    spec = make_spec(**STABLE_SPEC)
+    result = monitor(ref, ana, spec, CLASSES)
+    assert len(result.chunks) == 12 and not result.chunks["too_small"].any()
+    assert [a for a in evaluate_alerts(result, spec) if a.kind in NOISY_KINDS] == []
+    assert not decide_retraining(result.chunks, spec, NOW - timedelta(days=1), NOW).retrain
+
+
+def test_injected_shift_alerts_in_its_first_chunk() -> None:
+    ref, ana = stable()
+    ana.loc[6000:, "car_value"] = ana.loc[6000:, "car_value"] * 1.25  # cars get dearer from chunk 6 on
+    spec = make_spec(**STABLE_SPEC)
+    alerts = evaluate_alerts(monitor(ref, ana, spec, CLASSES), spec)
+    drift = [a for a in alerts if a.kind in {"too_many_drifting_features", "multivariate_drift"}]
+    assert drift and {a.chunk for a in drift} <= {f"[{i}:{i + 999}]" for i in range(6000, 12000, 1000)}
+    assert any(a.chunk == "[6000:6999]" and "car_value" in a.message for a in drift)
+
+
+def test_sensitivity_is_a_spec_option() -> None:
+    ref, ana = stable()
+    ana.loc[6000:, "car_value"] = ana.loc[6000:, "car_value"] * 1.25
+    lenient = make_spec(**STABLE_SPEC, monitoring={"chunk_size": 1000, "min_drift_effect": 0.5,
+                                                   "alert_on_multivariate_drift": False})
+    kinds = {a.kind for a in evaluate_alerts(monitor(ref, ana, lenient, CLASSES), lenient)}
+    assert "too_many_drifting_features" not in kinds
+
+
+# --- chunks big enough to trust (§3) ------------------------------------------------------------
+
+
+def test_partial_weeks_at_the_edges_are_too_small_and_decide_nothing() -> None:
+    ref, ana = car_loan()
+    ana["timestamp"] = pd.to_datetime(ana["timestamp"])
+    # Wednesday 2018-11-07 .. Tuesday 2018-11-27 at noon: partial weeks at both ends
+    ana = ana[(ana["timestamp"] >= "2018-11-07") & (ana["timestamp"] < "2018-11-20 12:00")].reset_index(drop=True)
+    spec = make_spec(metric=("roc_auc", 0.999), monitoring={"chunk_period": "W", "min_chunk_rows": 150},
+                     retraining={"consecutive_chunks": 1})
+    result = monitor(ref, ana, spec, CLASSES)
+    small = result.chunks[result.chunks["too_small"]]
+    assert len(result.chunks) == 3 and list(small["chunk_index"]) == [2], result.chunks[["chunk", "n_rows"]]
+    alerted = {a.chunk for a in evaluate_alerts(result, spec)}
+    assert alerted and not alerted & set(small["chunk"])
+    decision = decide_retraining(result.chunks, spec, NOW - timedelta(days=1), NOW)
+    assert decision.evidence["recent_chunks"][0]["chunk"] == result.chunks["chunk"].iloc[1]
+
+
+def test_align_window_to_whole_periods() -> None:
+    from datetime import date
+
+    from loopml.monitoring import align_window
+
+    weekly = make_spec(monitoring={"chunk_period": "W"})
+    assert align_window(weekly, date(2018, 11, 7), date(2018, 11, 27)) == (date(2018, 11, 5), date(2018, 11, 25))
+    assert align_window(weekly, date(2018, 11, 5), date(2018, 11, 11)) == (date(2018, 11, 5), date(2018, 11, 11))
+    assert align_window(weekly, date(2018, 11, 7), date(2018, 11, 9)) is None  # no whole week yet
+    monthly = make_spec(monitoring={"chunk_period": "M"})
+    assert align_window(monthly, date(2018, 11, 15), date(2019, 1, 20)) == (date(2018, 11, 1), date(2018, 12, 31))
+    assert align_window(make_spec(), date(2018, 11, 7), date(2018, 11, 9)) == (date(2018, 11, 7), date(2018, 11, 9))
+
+
+def test_streamed_pieces_give_the_same_chunks_as_one_frame() -> None:
+    from loopml.monitoring import monitor_stream
+
+    ref, ana = car_loan()
+    ana = ana.iloc[:4000].copy()
+    ana["timestamp"] = pd.to_datetime(ana["timestamp"])
+    spec = make_spec(monitoring={"chunk_period": "W"})
+    whole = monitor(ref, ana, spec, CLASSES).chunks
+    days = [g for _, g in ana.groupby(ana["timestamp"].dt.date)]
+    streamed = monitor_stream(ref, iter(days), spec, CLASSES).chunks
+    assert list(streamed["chunk"]) == list(whole["chunk"]) and list(streamed["n_rows"]) == list(whole["n_rows"])
+    np.testing.assert_allclose(streamed["estimated"], whole["estimated"])
+    np.testing.assert_allclose(streamed["reconstruction_error"], whole["reconstruction_error"])
+
+
+# --- loud failures (§4) -------------------------------------------------------------------------
+
+
+def test_a_failed_calculator_is_a_monitoring_failed_alert_not_a_silent_nan() -> None:
+    ref, ana = stable()
+    ana = ana.iloc[:3000].copy()
+    ana["y_pred_proba"] = np.nan  # the scorer wrote no probabilities: CBPE has nothing to estimate from
+    spec = make_spec(**STABLE_SPEC)
+    result = monitor(ref, ana, spec, CLASSES)
+    failed = [a for a in evaluate_alerts(result, spec) if a.kind == "monitoring_failed"]
+    assert {a.chunk for a in failed} == set(result.chunks["chunk"])
+    assert {a.chunk for a in failed if "performance estimation failed" in a.message} == set(result.chunks["chunk"])
+    assert result.chunks["failed_steps"].map(lambda s: "performance estimation" in s).all()
+
+
+def test_data_quality_problems_are_alert_kinds_of_their_own() -> None:
+    ref, ana = stable()
+    ana = ana.iloc[:6000].copy()
+    ana["salary_range"] = ana["salary_range"].astype(object)
+    ana.loc[1000:1199, "debt_to_income_ratio"] = np.nan  # 20% missing in chunk 1
+    ana.loc[2000:2049, "salary_range"] = "never seen"  # 5% unseen in chunk 2
+    ana.loc[3000:3029, "car_value"] = 10_000_000.0  # 3% out of range in chunk 3
+    spec = make_spec(**STABLE_SPEC)
+    alerts = evaluate_alerts(monitor(ref, ana, spec, CLASSES), spec)
+    quality = {(a.kind, a.chunk) for a in alerts if a.kind in {"missing_values", "unseen_categories", "out_of_range"}}
+    assert quality == {("missing_values", "[1000:1999]"), ("unseen_categories", "[2000:2999]"),
+                       ("out_of_range", "[3000:3999]")}
+    missing = next(a for a in alerts if a.kind == "missing_values")
+    assert "debt_to_income_ratio 20.0%" in missing.message and missing.value == pytest.approx(0.2)
+
+
+# --- calibration of the reference (§1) ----------------------------------------------------------
+
+
+def test_calibration_diagnostics_tell_calibrated_from_overconfident() -> None:
+    from loopml.monitoring.calibration import calibration_diagnostics, training_diagnostics
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20_000)
+    y = (rng.uniform(0, 1, p.size) < p).astype(float)  # outcomes drawn from p: calibrated by construction
+    good = calibration_diagnostics(y, p, CLASSES)
+    bad = calibration_diagnostics(y, np.where(p > 0.5, 0.99, 0.01), CLASSES)  # same ranking, overconfident
+    assert good is not None and bad is not None
+    assert good["ece"] < 0.02 < 0.2 < bad["ece"] and good["brier"] < bad["brier"]
+    assert sum(b["rows"] for b in good["bins"]) == 20_000 and len(good["bins"]) == 10
+    spec = make_spec(monitoring={"chunk_size": 1000, "min_chunk_rows": 500})
+    _, warnings_small = training_diagnostics(spec, y[:1167], p[:1167], CLASSES)
+    assert [w["kind"] for w in warnings_small] == ["small_reference"] and "1167 rows" in warnings_small[0]["message"]
+    _, warnings_bad = training_diagnostics(spec, y, np.where(p > 0.5, 0.99, 0.01), CLASSES)
+    assert [w["kind"] for w in warnings_bad] == ["poorly_calibrated"]
+    multi = calibration_diagnostics(["a", "b", "c"] * 100, np.tile([[0.8, 0.1, 0.1]], (300, 1)), ["a", "b", "c"])
+    assert multi is not None and multi["ece"] == pytest.approx(0.8 - 1 / 3)
+
+
+def test_monitoring_shows_the_reference_calibration() -> None:
+    result = _loan_result()
+    assert result.calibration is not None and result.calibration["rows"] == 10_000
+    assert 0 < result.calibration["brier"] < 0.25
+    html = render_report(result, make_spec(), "Car loan", "v7")
+    assert "Calibration of the reference" in html and "expected calibration error" in html
+
+
+# --- latency and cost over time (§5) ------------------------------------------------------------
+
+
+def _with_traffic(ana: pd.DataFrame, slow_from: int | None = None) -> pd.DataFrame:
+    """API-logged rows: a measured request latency, one row per request."""
+    rng = np.random.default_rng(1)
+    ana = ana.copy()
+    ana["latency_ms"] = rng.gamma(4, 5, len(ana))  # p99 ~ 50 ms
+    if slow_from is not None:
+        ana.loc[slow_from:, "latency_ms"] *= 4
+    ana["request_rows"] = 1
+    return ana
+
+
+def test_latency_per_chunk_and_alert_above_the_constraint() -> None:
+    ref, ana = stable()
+    ana = _with_traffic(ana.iloc[:4000], slow_from=3000)
+    spec = make_spec(**STABLE_SPEC, constraints={"p99_latency_ms": 100})
+    result = monitor(ref, ana, spec, CLASSES)
+    assert result.chunks["latency_p99_ms"].notna().all() and (result.chunks["api_rows"] == 1000).all()
+    assert (result.chunks["latency_p50_ms"] < result.chunks["latency_p99_ms"]).all()
+    alerts = [a for a in evaluate_alerts(result, spec) if a.kind == "latency_above_limit"]
+    assert [a.chunk for a in alerts] == ["[3000:3999]"] and alerts[0].threshold == 100
+
+
+def test_cost_per_day_and_budget_alerts() -> None:
+    from loopml.monitoring.cost import cost_summary
+    from loopml.monitoring.prices import PRICES
+
+    usage = pd.DataFrame({"day": ["2026-01-01", "2026-01-02"], "rows": [1000, 3000], "requests": [1000.0, 1000.0],
+                          "billed_ms": [20_000.0, 40_000.0]})  # fmt: skip
+    spec = make_spec(constraints={"budget": {"monthly_usd": 0.01, "per_1000_predictions_usd": 1.0}})
+    s = cost_summary(usage, spec, batch_runs=[{"day": "2026-01-02", "seconds": 3600}], monitoring_seconds=60)
+    per_request = PRICES["lambda_request"] + PRICES["apigw_request"]
+    day1 = 20 * PRICES["lambda_gb_second"] + 1000 * per_request  # 20 s billed at 1 GB
+    assert s["days"][0]["api_usd"] == pytest.approx(day1)
+    assert s["days"][0]["api_usd_per_1000"] == pytest.approx(day1)
+    batch = PRICES["batch_vcpu_hour"] + 2 * PRICES["batch_gb_hour"]  # one hour, 1 vCPU and 2 GB
+    assert s["days"][1]["batch_usd"] == pytest.approx(batch)
+    assert s["usd_per_day"] == pytest.approx(sum(d["total_usd"] for d in s["days"]) / 2)
+    assert [o["rule"] for o in s["over_budget"]] == ["monthly_usd"]  # $1 per 1,000 is far above what it costs
+    assert s["monitoring_run_usd"] == pytest.approx(batch / 60)
+
+
+def test_prices_are_dated_and_overridable() -> None:
+    from loopml.monitoring.prices import AS_OF, prices
+
+    table = prices({"lambda_gb_second": 0.00001}, env={"LOOPML_PRICES": '{"apigw_request": 0.000001}'})
+    assert table["as_of"] == AS_OF and table["prices"]["lambda_gb_second"] == 0.00001
+    assert table["source"]["apigw_request"] == "LOOPML_PRICES"
+    with pytest.raises(ValueError, match="unknown price 'lambda_gb_sec'"):
+        prices({"lambda_gb_sec": 1.0}, env={})
+    with pytest.raises(ValueError, match="LOOPML_PRICES"):
+        prices(None, env={"LOOPML_PRICES": "{oops"})
+
+
+def test_the_run_prices_its_api_traffic_and_alerts_over_budget() -> None:
+    ref, ana = stable()
+    ana = _with_traffic(ana.iloc[:3000])
+    spec = make_spec(**STABLE_SPEC, constraints={"budget": {"per_1000_predictions_usd": 0.0001}})
+    result = monitor(ref, ana, spec, CLASSES)
+    assert result.cost is not None and result.cost["api_predictions"] == 3000
+    assert sum(d["api_rows"] for d in result.cost["days"]) == 3000 and result.cost["days"][0]["day"].startswith("2018")
+    alerts = [a for a in evaluate_alerts(result, spec) if a.kind == "cost_above_budget"]
+    assert len(alerts) == 1 and "per 1,000 predictions" in alerts[0].message
+    html = render_report(result, spec, "t", "v1")
+    assert "API latency" in html and "Estimated cost per day" in html
+
+
+def test_api_latency_travels_from_the_prediction_log_to_monitoring(tmp_path) -> None:
+    from datetime import date
+
+    from loopml.labels import read_prediction_log
+    from loopml.predictor import Outputs
+    from loopml.serving import PredictionLog, prediction_records
+    from loopml.storage import from_uri
+
+    store = from_uri(str(tmp_path / "store"))
+    log = PredictionLog(store)
+    ref, ana = stable()
+    ana = ana.iloc[:1000]
+    rows = ana[list(CAR_LOAN_FEATURES)].to_dict(orient="records")
+    for i in range(0, len(rows), 10):  # requests of 10 rows, 40 ms each
+        batch = rows[i : i + 10]
+        out = Outputs([1.0] * len(batch), [{"0.0": 0.2, "1.0": 0.8}] * len(batch))
+        ids = [f"p-20181105-{i + j:016x}" for j in range(len(batch))]
+        log.add(prediction_records(ids, batch, out, 1, "2018-11-05T10:00:00+00:00", latency_ms=40.0, request_rows=10))
+    log.flush()
+    frame = read_prediction_log(store, make_spec(), date(2018, 11, 5), date(2018, 11, 5))
+    assert len(frame) == 1000 and (frame["latency_ms"] == 40.0).all() and (frame["request_rows"] == 10).all()
+    result = monitor(ref, frame, make_spec(**STABLE_SPEC), CLASSES)
+    assert result.chunks["latency_p99_ms"].tolist() == [40.0]
+    assert result.usage["requests"].tolist() == [pytest.approx(100.0)]  # 1,000 rows in 100 requests
+    assert result.cost is not None and result.cost["days"][0]["api_rows"] == 1000
