@@ -187,7 +187,9 @@ def _coerce(col: pd.Series, name: str, numeric: bool, notes: Notes, where: str) 
                     int(parsed.isna().sum() - col.isna().sum()))  # fmt: skip
         return parsed.astype("float64")
     if pd.api.types.is_string_dtype(col):
-        return col
+        # one string dtype whatever the reader gave: NannyML's chi2 fails on pandas' NA-backed "string"
+        # dtype (what awswrangler returns from S3), and works on the default "str" and on object
+        return col if str(col.dtype) in ("str", "object") else col.astype("str")
     # NannyML decides categorical vs continuous partly by dtype, and a reference of "True"/"1" strings
     # must meet True/1 in the analysis as the same category: categories are compared as strings.
     # pandas' string dtype, not object: NannyML 0.13.1's chi2 fails on object columns under pandas 3

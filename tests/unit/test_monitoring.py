@@ -572,3 +572,14 @@ def test_api_latency_travels_from_the_prediction_log_to_monitoring(tmp_path) -> 
     assert result.chunks["latency_p99_ms"].tolist() == [40.0]
     assert result.usage["requests"].tolist() == [pytest.approx(100.0)]  # 1,000 rows in 100 requests
     assert result.cost is not None and result.cost["days"][0]["api_rows"] == 1000
+
+
+def test_categories_read_as_nullable_strings_still_drift():
+    """awswrangler returns pandas' NA-backed "string" dtype, on which NannyML's chi2 failed to fit."""
+    from loopml.monitoring._prepare import _coerce
+
+    col = pd.Series(["a", None, "b"], dtype="string")
+    from loopml.monitoring._prepare import Notes
+
+    out = _coerce(col, "c", False, Notes(), "reference")
+    assert str(out.dtype) in ("str", "object") and out.isna().tolist() == [False, True, False]
