@@ -19,9 +19,11 @@ START, END = date(2019, 1, 1), date(2019, 3, 31)
 
 @pytest.fixture
 def strict(spec):
-    """A threshold no model meets: every chunk alerts and the decision is to retrain."""
+    """A threshold no model meets: every chunk alerts and the decision is to retrain (monthly chunks of
+    this small data set hold about 100 rows: judged here, so that they can alert)."""
     return spec.model_copy(update={"metric": spec.metric.model_copy(update={"threshold": 0.999}),
-                                   "monitoring": spec.monitoring.model_copy(update={"chunk_period": "M"})})
+                                   "monitoring": spec.monitoring.model_copy(update={"chunk_period": "M",
+                                                                                    "min_chunk_rows": 50})})
 
 
 @pytest.fixture
