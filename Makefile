@@ -100,17 +100,18 @@ lint-pipelines: setup
 # A real prediction through a deployed API (its schema from GET /model); the key from KEY or
 # $$LOOPML_API_KEY. VERSION: fail unless the API serves it (WAIT: seconds to wait for the API's TTL).
 # On failure, with STACK=<name>, `loopml release rollback` rolls back the stack's model alias and its
-# function's live alias (ROLLBACK=model: the model alias only), and the target still fails.
-#   make smoke URL=https://…/prod [KEY=…] [VERSION=N [WAIT=120]] [STACK=loopml-prod [ROLLBACK=model]]
+# function's live alias (ROLLBACK=model or function: only that one), and the target still fails.
+#   make smoke URL=https://…/prod [KEY=…] [VERSION=N [WAIT=120]] [STACK=loopml-prod [ROLLBACK=all|model|function]]
 LOOPML ?= $(VENV)/bin/loopml
 ROLLBACK ?= all
 smoke:
-	@test -n "$(URL)" || { echo "usage: make smoke URL=<api base url> [KEY=…] [VERSION=N [WAIT=s]] [STACK=name [ROLLBACK=model]]" >&2; exit 2; }
+	@test -n "$(URL)" || { echo "usage: make smoke URL=<api base url> [KEY=…] [VERSION=N [WAIT=s]] [STACK=name [ROLLBACK=all|model|function]]" >&2; exit 2; }
 	@$(LOOPML) release smoke --url "$(URL)" $(if $(KEY),--key "$(KEY)") $(if $(VERSION),--expect-version $(VERSION)) \
 		$(if $(WAIT),--wait $(WAIT)) || { \
 		status=$$?; \
 		$(if $(STACK),echo "smoke failed: rolling back $(STACK)" >&2; \
 		$(LOOPML) release rollback --stack "$(STACK)" $(if $(filter model,$(ROLLBACK)),--model-only) \
+			$(if $(filter function,$(ROLLBACK)),--function-only) \
 			--why "smoke test of $(URL) failed" || true;) \
 		exit $$status; }
 

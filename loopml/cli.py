@@ -298,12 +298,13 @@ def cmd_release_rollback(args: argparse.Namespace) -> None:
     from loopml.registry import current_user
     from loopml.release import rollback
 
+    if args.stack is None and (args.store is None or args.function_only):
+        raise ValueError("give --stack NAME (the model and the function) or --store URI with --model-only")
     store, stack = _release_target(args)
-    if stack is None and args.model_only is False and args.store is None:
-        raise ValueError("give --stack NAME (model and function) or --store URI (model only)")
-    entry = rollback(store, why=args.why, who=args.who or current_user(), env=args.env,
-                     lam=_aws("lambda") if stack else None, stack=None if args.model_only else stack,
-                     codedeploy=_aws("codedeploy") if stack and not args.model_only else None,
+    function = stack if stack is not None and not args.model_only else None
+    entry = rollback(store, why=args.why, who=args.who or current_user(), env=args.env, model=not args.function_only,
+                     lam=_aws("lambda") if function else None, stack=function,
+                     codedeploy=_aws("codedeploy") if function else None,
                      to_function_version=args.to_function_version)
     m, f = entry["model"], entry["function"]
     echo(f"model: champion {m['from']} -> {m['to']}" if m else "model: not moved")
@@ -367,7 +368,9 @@ def _release_parser(sub: Any) -> None:
     sp.add_argument("--why", required=True, help="recorded in the ledger and the release record")
     sp.add_argument("--who", default=None, help="recorded (default: $LOOPML_USER or the login)")
     sp.add_argument("--env", default="", help="recorded (default: the stack name)")
-    sp.add_argument("--model-only", action="store_true", help="leave the function alone")
+    only = sp.add_mutually_exclusive_group()
+    only.add_argument("--model-only", action="store_true", help="leave the function alone (a model release failed)")
+    only.add_argument("--function-only", action="store_true", help="leave the model alone (a code deploy failed)")
     sp.add_argument("--to-function-version", type=int, default=None, help="a specific function version")
     sp = step("smoke", cmd_release_smoke, "one real prediction through a deployed API; exit 1 on any problem", target=False)
     sp.add_argument("--url", required=True, help="the API's base URL (the stack's ApiUrl output)")

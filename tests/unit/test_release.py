@@ -224,3 +224,13 @@ def test_release_cli_check_exits_1_with_reasons_and_2_on_a_bad_version(tmp_path,
     assert out.read_text() == "version=1\n"
     assert main(["release", "check", "--version", "one", "--store", str(tmp_path / "store")]) == 2
     assert not folder.list(RELEASES + "/")
+
+
+def test_a_function_only_rollback_leaves_the_model_alone(store, aws):
+    a, b = _register(store, "a"), _register(store, "b")
+    promote(store, a, env="prod", approved_by="alice")
+    promote(store, b, env="prod", approved_by="bob")
+    entry = rollback(store, why="code deploy failed its smoke test", who="ci", model=False, lam=aws["lam"],
+                     stack=read_stack(aws["cfn"], "loopml-prod"))
+    assert entry["model"] is None and entry["function"]["to"] == "1"
+    assert Registry(store).alias(CHAMPION) == b and _live(aws) == ("1", {})
