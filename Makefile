@@ -93,9 +93,11 @@ image-podman:
 	bash infra/containers.sh setup base
 	CONTAINERS_CONF=$(CONTAINERS_CONF_HERE) $(MAKE) image CONTAINER=podman IMAGE_BASE=localhost/debian:trixie
 
-# actionlint on the CI/CD workflows (expressions, contexts, action inputs, runner labels, deprecated actions)
+# The CI/CD files: actionlint on the GitHub workflows (expressions, contexts, action inputs, runner labels,
+# deprecated actions), .gitlab-ci.yml against GitLab's CI schema (vendored in check-jsonschema: no network)
 lint-pipelines: setup
 	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
 
 # A real prediction through a deployed API (its schema from GET /model); the key from KEY or
 # $$LOOPML_API_KEY. VERSION: fail unless the API serves it (WAIT: seconds to wait for the API's TTL).

@@ -264,8 +264,9 @@ def cmd_release_check(args: argparse.Namespace) -> None:
     store, _ = _release_target(args)
     args.version = _version_arg(store, args.version)
     verdict = check(store, args.version, allow_alerts=args.allow_alerts)
-    if os.environ.get("GITHUB_OUTPUT"):  # the next jobs of the workflow read the version from here
-        with open(os.environ["GITHUB_OUTPUT"], "a") as out:
+    output = args.output or os.environ.get("GITHUB_OUTPUT")
+    if output:  # the next jobs of the workflow read the version from here (GitLab: a dotenv report)
+        with open(output, "a") as out:
             out.write(f"version={args.version}\n")
     m = verdict.evidence.get("monitoring")
     echo(f"version {args.version} in {store.uri}: gates {'pass' if (verdict.evidence['gates'] or {}).get('passes') else 'FAIL'}; "
@@ -352,7 +353,8 @@ def _release_parser(sub: Any) -> None:
         return sp
 
     sp = step("check", cmd_release_check, "gates, SHA-256s and the latest monitoring evidence of a version; exit 1 with the reasons it must not ship")
-    sp.add_argument("--version", required=True, help="N, or latest (the newest registered); written to $GITHUB_OUTPUT when set")
+    sp.add_argument("--version", required=True, help="N, or latest (the newest registered)")
+    sp.add_argument("--output", default=None, help="append version=N to this file (default: $GITHUB_OUTPUT when set)")
     sp.add_argument("--allow-alerts", action="store_true", help="do not block on open monitoring alerts")
     sp = step("publish", cmd_release_publish, "copy a version to an environment's store (--to, or the stack's StoreUri)")
     sp.add_argument("--version", type=int, required=True)

@@ -91,3 +91,41 @@ def test_prod_needs_the_approval_and_records_the_approver():
     pipeline = _workflow("pipeline.yml")["jobs"]
     assert pipeline["deploy-prod"]["needs"] == ["smoke-staging"]
     assert _workflow("pipeline.yml")["permissions"]["id-token"] == "write"  # OIDC, no stored AWS keys
+
+
+# GitLab ---------------------------------------------------------------------------------------------
+def _check_jsonschema() -> str:
+    found = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    if not Path(found).exists():
+        pytest.fail("check-jsonschema is not installed: it is pinned in requirements.txt")
+    return found
+
+
+def test_gitlab_ci_passes_gitlabs_schema_and_a_wrong_one_does_not(tmp_path):
+    ok = subprocess.run([_check_jsonschema(), "--builtin-schema", "vendor.gitlab-ci", str(REPO / ".gitlab-ci.yml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text("job:\n  stage: test\n  scriptt: [echo]\n")
+    wrong = subprocess.run([_check_jsonschema(), "--builtin-schema", "vendor.gitlab-ci", str(bad)],
+                           capture_output=True, text=True)
+    assert wrong.returncode != 0 and "scriptt" in wrong.stdout
+
+
+def test_gitlab_prod_jobs_are_manual_on_the_prod_environment_and_record_who_played_them():
+    ci = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
+    targets, commands = _makefile_targets(), _loopml_commands()
+    for name, job in ci.items():
+        if not isinstance(job, dict) or "script" not in job:
+            continue
+        for line in job["script"]:
+            words = line.split()[:3]
+            if words[:1] == ["make"]:
+                assert words[1] in targets, f"{name}: make {words[1]}"
+            if words[:1] == [".venv/bin/loopml"] and words[1] == "release":
+                assert words[2] in commands["release"], f"{name}: loopml release {words[2]}"
+        if any("PROD_STACK_NAME" in line for line in job["script"]):
+            assert job["environment"]["name"] == "prod", name
+            assert any(r.get("when") == "manual" for r in job["rules"]), f"{name} reaches prod without the approval"
+    promote = next(x for x in ci["model-prod"]["script"] if "release promote --env prod" in x)
+    assert '--approved-by "$GITLAB_USER_LOGIN"' in promote
