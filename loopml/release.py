@@ -70,8 +70,11 @@ def latest_monitoring(store: Store, version: int) -> dict[str, Any] | None:
             continue
         results = store.get_json(key)
         if isinstance(results, dict) and results.get("version") == version:
-            found.append({"run_id": key.split("/")[2], "at": str(results.get("at") or results.get("created_at") or ""),
-                          "window": results.get("window"), "alerts": results.get("alerts") or []})
+            # open_alerts: what is still open after this run (carried over, not yet resolved); older
+            # results have only this run's alerts
+            alerts = results.get("open_alerts", results.get("alerts")) or []
+            found.append({"run_id": key.split("/")[2], "at": str(results.get("at") or ""),
+                          "window": results.get("window"), "alerts": alerts})
     # run ids are <start>_<end>_v<version>: the latest window sorts last; `at` breaks ties
     return max(found, key=lambda r: (str((r["window"] or {}).get("end", "")), r["at"], r["run_id"]), default=None)
 

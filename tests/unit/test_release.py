@@ -57,7 +57,8 @@ def test_check_gives_every_reason_a_version_must_not_ship(store):
     store.put("registry/versions/0001/model.joblib", b"tampered")
     store.put_json("monitoring/runs/2024-01-01_2024-01-31_v1/results.json",
                    {"version": n, "window": {"start": "2024-01-01", "end": "2024-01-31"},
-                    "alerts": [{"kind": "performance", "message": "roc_auc below threshold"}]})
+                    # nothing new in this run, but last run's alert is still open (carried over)
+                    "alerts": [], "open_alerts": [{"kind": "performance", "message": "roc_auc below threshold"}]})
     store.put_json("monitoring/runs/2023-12-01_2023-12-31_v1/results.json",  # older and clean: not the latest
                    {"version": n, "window": {"start": "2023-12-01", "end": "2023-12-31"}, "alerts": []})
     verdict = check(store, n)
