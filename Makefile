@@ -41,7 +41,7 @@ IMAGE_EXCLUDE ?= kaleido
 PIP_NOISE = is ignored: it is neither
 CONTAINERS_CONF_HERE ?= $(or $(LOOPML_TOOLS_DIR),/opt/loopml-tools)/containers/containers.conf
 
-.PHONY: setup demo test test-fast lint build-ApiFunction wheelhouse image image-podman
+.PHONY: setup demo test test-fast lint lint-pipelines smoke build-ApiFunction wheelhouse image image-podman
 
 # the lock is complete, so pip resolves nothing (--no-deps): fast and the same on every machine
 setup: $(VENV)/.installed
@@ -61,6 +61,7 @@ demo: setup
 # server), e2e. pytest runs last so that its summary closes the output.
 test: setup
 	bash .ci/sam_check.sh
+	$(MAKE) lint-pipelines
 	$(VPY) -m pytest -q
 
 test-fast: setup
@@ -94,6 +95,30 @@ image: wheelhouse
 image-podman:
 	bash infra/containers.sh setup base
 	CONTAINERS_CONF=$(CONTAINERS_CONF_HERE) $(MAKE) image CONTAINER=podman IMAGE_BASE=localhost/debian:trixie
+
+# The CI/CD files: actionlint on the GitHub workflows (expressions, contexts, action inputs, runner labels,
+# deprecated actions), .gitlab-ci.yml against GitLab's CI schema (vendored in check-jsonschema: no network)
+lint-pipelines: setup
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
+
+# A real prediction through a deployed API (its schema from GET /model); the key from KEY or
+# $$LOOPML_API_KEY. VERSION: fail unless the API serves it (WAIT: seconds to wait for the API's TTL).
+# On failure, with STACK=<name>, `loopml release rollback` rolls back the stack's model alias and its
+# function's live alias (ROLLBACK=model or function: only that one), and the target still fails.
+#   make smoke URL=https://…/prod [KEY=…] [VERSION=N [WAIT=120]] [STACK=loopml-prod [ROLLBACK=all|model|function]]
+LOOPML ?= $(VENV)/bin/loopml
+ROLLBACK ?= all
+smoke:
+	@test -n "$(URL)" || { echo "usage: make smoke URL=<api base url> [KEY=…] [VERSION=N [WAIT=s]] [STACK=name [ROLLBACK=all|model|function]]" >&2; exit 2; }
+	@$(LOOPML) release smoke --url "$(URL)" $(if $(KEY),--key "$(KEY)") $(if $(VERSION),--expect-version $(VERSION)) \
+		$(if $(WAIT),--wait $(WAIT)) || { \
+		status=$$?; \
+		$(if $(STACK),echo "smoke failed: rolling back $(STACK)" >&2; \
+		$(LOOPML) release rollback --stack "$(STACK)" $(if $(filter model,$(ROLLBACK)),--model-only) \
+			$(if $(filter function,$(ROLLBACK)),--function-only) \
+			--why "smoke test of $(URL) failed" || true;) \
+		exit $$status; }
 
 build-ApiFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (run via 'sam build')" >&2; exit 2; }

@@ -309,6 +309,176 @@ def _seconds(text: str) -> float:
     return value
 
 
+# release: the pipeline's steps (.github/workflows/); a step that must not go ahead exits 1 ------------
+def _release(fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> None:
+        from loopml.release import ReleaseError
+
+        try:
+            fn(args)
+        except ReleaseError as err:
+            sys.stderr.write(f"loopml release {args.release_command}: {err}\n")
+            raise SystemExit(1) from None
+    return run
+
+
+def _aws(service: str) -> Any:
+    import boto3  # honours AWS_REGION and AWS_ENDPOINT_URL (moto, LocalStack)
+
+    return boto3.client(service)
+
+
+def _release_target(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The store (``--store``, else the stack's StoreUri output) and the stack (or None)."""
+    from loopml.release import read_stack
+    from loopml.storage import from_uri
+
+    stack = read_stack(_aws("cloudformation"), args.stack) if getattr(args, "stack", None) else None
+    if args.store:
+        return from_uri(args.store), stack
+    if stack is not None:
+        return from_uri(stack.store_uri), stack
+    return from_uri(store_uri(args)), None
+
+
+def _version_arg(store: Any, text: str) -> int:
+    from loopml.registry import Registry
+
+    if text == "latest":
+        versions = Registry(store).versions()
+        if not versions:
+            raise ValueError(f"--version latest: no version is registered in {store.uri}")
+        return versions[-1]
+    if not text.isdigit():
+        raise ValueError(f"--version: expected a number or 'latest', got {text!r}")
+    return int(text)
+
+
+@_release
+def cmd_release_check(args: argparse.Namespace) -> None:
+    from loopml.release import check
+
+    store, _ = _release_target(args)
+    args.version = _version_arg(store, args.version)
+    verdict = check(store, args.version, allow_alerts=args.allow_alerts)
+    output = args.output or os.environ.get("GITHUB_OUTPUT")
+    if output:  # the next jobs of the workflow read the version from here (GitLab: a dotenv report)
+        with open(output, "a") as out:
+            out.write(f"version={args.version}\n")
+    m = verdict.evidence.get("monitoring")
+    echo(f"version {args.version} in {store.uri}: gates {'pass' if (verdict.evidence['gates'] or {}).get('passes') else 'FAIL'}; "
+         f"metrics {json.dumps(verdict.evidence.get('metrics'))}; champion now: {verdict.evidence.get('champion')}")
+    echo("monitoring: no run has seen this version yet" if m is None else
+         f"monitoring: latest run {m['run_id']} ({len(m['alerts'])} open alert(s))")
+    if not verdict.passes:
+        for reason in verdict.reasons:
+            echo(f"  blocked: {reason}")
+        from loopml.release import ReleaseError
+
+        raise ReleaseError(f"version {args.version} may not be released ({len(verdict.reasons)} reason(s) above)")
+    echo(f"version {args.version}: releasable")
+
+
+@_release
+def cmd_release_promote(args: argparse.Namespace) -> None:
+    from loopml.release import promote
+
+    store, stack = _release_target(args)
+    entry = promote(store, args.version, env=args.env, approved_by=args.approved_by, why=args.why,
+                    allow_alerts=args.allow_alerts, function=(_aws("lambda"), stack.function) if stack else None)
+    fn = entry["function"]
+    echo(f"{args.env}: champion {entry['model']['from']} -> {entry['model']['to']} in {store.uri}, approved by "
+         f"{entry['who']}" + (f"; function {fn['name']} live version {fn['to']}" if fn else ""))
+
+
+@_release
+def cmd_release_rollback(args: argparse.Namespace) -> None:
+    from loopml.registry import current_user
+    from loopml.release import rollback
+
+    if args.stack is None and (args.store is None or args.function_only):
+        raise ValueError("give --stack NAME (the model and the function) or --store URI with --model-only")
+    store, stack = _release_target(args)
+    function = stack if stack is not None and not args.model_only else None
+    entry = rollback(store, why=args.why, who=args.who or current_user(), env=args.env, model=not args.function_only,
+                     lam=_aws("lambda") if function else None, stack=function,
+                     codedeploy=_aws("codedeploy") if function else None,
+                     to_function_version=args.to_function_version)
+    m, f = entry["model"], entry["function"]
+    echo(f"model: champion {m['from']} -> {m['to']}" if m else "model: not moved")
+    echo(f"function: {f['name']}:{f['alias']} version {f['from']} -> {f['to']}" if f else "function: not moved")
+
+
+@_release
+def cmd_release_publish(args: argparse.Namespace) -> None:
+    from loopml.release import publish
+    from loopml.storage import from_uri
+
+    target, _ = _release_target(args)
+    copied = publish(from_uri(args.source), target, args.version)
+    echo(f"published to {target.uri}: " + (f"copied version(s) {', '.join(map(str, copied))}" if copied else
+                                          f"version {args.version} was already there"))
+
+
+@_release
+def cmd_release_smoke(args: argparse.Namespace) -> None:
+    from loopml.release import ReleaseError, smoke
+
+    result = smoke(args.url, args.key or os.environ.get("LOOPML_API_KEY") or None,
+                   expect_version=args.expect_version, timeout=args.timeout, wait=args.wait)
+    echo(f"smoke {result.url}: version {result.model_version}, row {json.dumps(result.row)}")
+    if result.answer:
+        echo(f"  answer: {json.dumps(result.answer.get('predictions'))}")
+    if not result.passes:
+        for p in result.problems:
+            echo(f"  FAILED: {p}")
+        raise ReleaseError(f"{len(result.problems)} problem(s) with {result.url}")
+    echo("smoke: OK")
+
+
+def _release_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    rp = sub.add_parser("release", help="the CI/CD pipeline's steps: check, publish, promote, smoke, rollback",
+                        description="The CI/CD pipeline's steps (see .github/workflows/ and README: Releases).")
+    rs = rp.add_subparsers(dest="release_command", required=True)
+
+    def step(name: str, fn: Any, help: str, target: bool = True) -> argparse.ArgumentParser:
+        sp = rs.add_parser(name, help=help, description=help, parents=[common])
+        if target:
+            sp.add_argument("--store", default=None, help="the environment's store (default: the stack's StoreUri output)")
+            sp.add_argument("--stack", default=None, help="the environment's CloudFormation stack (template.yaml)")
+        sp.set_defaults(fn=fn, command="release")
+        return sp
+
+    sp = step("check", cmd_release_check, "gates, SHA-256s and the latest monitoring evidence of a version; exit 1 with the reasons it must not ship")
+    sp.add_argument("--version", required=True, help="N, or latest (the newest registered)")
+    sp.add_argument("--output", default=None, help="append version=N to this file (default: $GITHUB_OUTPUT when set)")
+    sp.add_argument("--allow-alerts", action="store_true", help="do not block on open monitoring alerts")
+    sp = step("publish", cmd_release_publish, "copy a version to an environment's store (--to, or the stack's StoreUri)")
+    sp.add_argument("--version", type=int, required=True)
+    sp.add_argument("--from", dest="source", required=True, help="the store the version is registered in")
+    sp.add_argument("--to", dest="store", default=None, help="the target store (default: the stack's StoreUri output)")
+    sp = step("promote", cmd_release_promote, "make a version an environment's champion, recording who approved it")
+    sp.add_argument("--env", required=True, help="staging, prod, ... (recorded)")
+    sp.add_argument("--version", type=int, required=True)
+    sp.add_argument("--approved-by", required=True, help="who approved (in CI: the approving run's github.actor)")
+    sp.add_argument("--why", default="", help="recorded in the ledger")
+    sp.add_argument("--allow-alerts", action="store_true")
+    sp = step("rollback", cmd_release_rollback, "roll back the model alias AND the function's live alias to their previous versions")
+    sp.add_argument("--why", required=True, help="recorded in the ledger and the release record")
+    sp.add_argument("--who", default=None, help="recorded (default: $LOOPML_USER or the login)")
+    sp.add_argument("--env", default="", help="recorded (default: the stack name)")
+    only = sp.add_mutually_exclusive_group()
+    only.add_argument("--model-only", action="store_true", help="leave the function alone (a model release failed)")
+    only.add_argument("--function-only", action="store_true", help="leave the model alone (a code deploy failed)")
+    sp.add_argument("--to-function-version", type=int, default=None, help="a specific function version")
+    sp = step("smoke", cmd_release_smoke, "one real prediction through a deployed API; exit 1 on any problem", target=False)
+    sp.add_argument("--url", required=True, help="the API's base URL (the stack's ApiUrl output)")
+    sp.add_argument("--key", default=None, help="API key (default: $LOOPML_API_KEY)")
+    sp.add_argument("--expect-version", type=int, default=None, help="fail unless the API serves this version")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    sp.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the API to serve --expect-version")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loopml", description="The ML lifecycle as one loop.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -384,6 +554,7 @@ def parser() -> argparse.ArgumentParser:
     cmd("ledger", cmd_ledger, "every alias change")
     sp = cmd("demo", cmd_demo, "the whole loop on NannyML's car loan data, on this machine", store=False)
     sp.add_argument("--workdir", default="demo-output", help="where the demo writes its data, store and flows")
+    _release_parser(sub, common)
     return p
 
 
