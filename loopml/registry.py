@@ -42,7 +42,7 @@ from loopml.version_record import VersionRecord
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Registry", "RegistryError", "ConcurrentMove", "IntegrityError", "ModelVersion", "VersionRecord", "AliasState",
+__all__ = ["Registry", "RegistryError", "ConcurrentMove", "MissingVersion", "IntegrityError", "ModelVersion", "VersionRecord", "AliasState",
            "CHAMPION", "CHALLENGER", "sha256"]
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ CLAIM_GRACE_SECONDS = 120.0  # longer than any registration takes; shorter than 
 
 class RegistryError(LookupError):
     """A version or alias that does not exist, or an alias change that makes no sense."""
+
+
+class MissingVersion(RegistryError):
+    """No version.json under that number (yet, or any more): not a verdict on the version itself."""
 
 
 class ConcurrentMove(RegistryError):
@@ -259,7 +263,7 @@ class Registry:
             version = ModelVersion(number, self.store.get_json(key))
             version.record  # noqa: B018  (validated here, once, so every reader can trust it)
         except KeyNotFound:
-            raise RegistryError(f"no version {number} in the registry at {self.store.uri}") from None
+            raise MissingVersion(f"no version {number} in the registry at {self.store.uri}") from None
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "the record"

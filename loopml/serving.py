@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopml.predictor import OnnxPredictor, Outputs, Predictor, Schema, SklearnPredictor, shown
-from loopml.registry import IntegrityError, ModelVersion, Registry, RegistryError
+from loopml.registry import IntegrityError, MissingVersion, ModelVersion, Registry, RegistryError
 from loopml.storage import Store
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG, partition_key
 
@@ -131,6 +131,9 @@ class ModelServer:
         try:
             version = self.registry.get(number)
             model = LoadedModel(number, version.meta, load_predictor(self.registry, version))
+        except MissingVersion as err:  # not there (yet, or restored later): retry after the ttl, never refuse
+            self._fail(f"could not load version {number} (missing)", f"could not load version {number}: {err}")
+            return
         except (IntegrityError, RegistryError, UnservableError) as err:  # the version itself is bad: never retry
             self._refused[number] = self._public(err)
             self._fail(f"refused version {number}: {self._public(err)}", f"refused version {number}: {err}")

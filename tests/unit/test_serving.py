@@ -310,6 +310,22 @@ def test_a_store_failure_while_loading_is_retried_not_refused(linear_trained, st
     assert server.current().version == v2 and server.last_error is None
 
 
+def test_a_missing_version_is_served_once_it_comes_back(linear_trained, store, registry):
+    """A champion whose version.json is missing (a restore in progress) is retried, not refused for good."""
+    clock = FakeClock()
+    server = ModelServer(registry, ttl=10, clock=clock)
+    v1 = linear_trained.register(store)
+    assert server.current().version == v1
+    v2 = linear_trained.register(store)
+    key = f"registry/versions/{v2:04d}/version.json"
+    saved = store.objects.pop(key)
+    clock.advance(10)
+    assert server.current().version == v1 and "could not load version 2" in server.last_error
+    store.objects[key] = saved
+    clock.advance(10)
+    assert server.current().version == v2 and server.last_error is None
+
+
 def test_tampered_only_champion_means_503(linear_trained, store, registry, deps):
     v = linear_trained.register(store, promote=False)
     key = registry.get(v).artifacts["model.onnx"]["key"]
