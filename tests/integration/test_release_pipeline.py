@@ -19,11 +19,14 @@ alarm rollback belongs to CodeDeploy and is configured in template.yaml).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 
 import boto3
@@ -73,6 +76,38 @@ def make_smoke(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
+class ApiThread:
+    """The real FastAPI app under uvicorn, on a loopback port, for the length of a ``with`` block."""
+
+    def __init__(self, store_uri: str, api_key: str) -> None:
+        import uvicorn
+
+        from handlers.app import create_app
+        from handlers.deps import build_deps
+        from loopml.demo import free_port
+        from loopml.settings import Settings
+
+        settings = Settings(store=store_uri, api_key_sha256=hashlib.sha256(api_key.encode()).hexdigest())
+        self.port = free_port()
+        config = uvicorn.Config(create_app(build_deps(settings)), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ApiThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API did not start within 30 s")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def project(moto_server, s3, car_loan, tmp_path_factory):
     train, _, _ = car_loan
@@ -84,7 +119,6 @@ def project(moto_server, s3, car_loan, tmp_path_factory):
 
 
 def test_the_pipeline_in_order_ends_with_a_rollback_of_model_and_function(project, trained, moto_server, monkeypatch):
-    from loopml.demo import ApiThread
     from loopml.registry import CHAMPION, Registry
     from loopml.release import releases
     from loopml.storage import from_uri
