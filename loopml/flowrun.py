@@ -81,7 +81,9 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
         threading.Thread(target=_watch_parent, args=(expected,), daemon=True, name="loopml-watch-parent").start()
-    if os.getppid() != expected or expected == 1:  # the parent was already gone before the signal was armed
+    # the parent was already gone before the signal was armed (reparented to init), unless the parent
+    # that started the flow is itself PID 1: `loopml` as a container's entry point
+    if os.getppid() != expected or (expected == 1 and os.environ.get(PARENT_ENV) != "1"):
         os._exit(1)
 
 

@@ -83,13 +83,13 @@ def assert_nothing_left(p: dict, cli_pid: int) -> None:
 def test_the_deadline_stops_the_flow_and_exits_124(slow_project):
     p = slow_project
     started = time.monotonic()
-    cli = start_train(p, "--deadline", "45")
+    cli = start_train(p, "--deadline", "25")
     out, err = cli.communicate(timeout=240)
     assert cli.returncode == 124, err
-    assert err.strip().splitlines()[-1] == ("loopml train: the deadline of 45 s passed; stopped (a flow it started "
+    assert err.strip().splitlines()[-1] == ("loopml train: the deadline of 25 s passed; stopped (a flow it started "
                                             "was stopped too)")
     assert "Traceback" not in err
-    assert time.monotonic() - started < 45 + 30  # the deadline plus the stop's grace, not the training's length
+    assert time.monotonic() - started < 25 + 30  # the deadline plus the stop's grace, not the training's length
     assert_nothing_left(p, cli.pid)
 
 
