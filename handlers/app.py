@@ -4,27 +4,24 @@ Every route that reads a body reads it itself, after the key check, through ``re
 before and while reading, a JSON parse that cannot raise): a keyless client costs a header lookup.
 """
 
-# no `from __future__ import annotations`: FastAPI must resolve the Annotated aliases defined in create_app
-
 import hashlib
 import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from handlers.body import read_json
 from handlers.deps import ApiDeps, build_deps
 from handlers.observability import Observe
-from handlers.openapi import ERRORS, build_openapi
+from handlers.openapi import API_KEY_SCHEME, ERRORS, build_openapi
 from loopml.predictor import failing_rows, prepare_rows, shown
 from loopml.serving import LoadedModel, check_labels, prediction_records, record_feedback
 
@@ -77,7 +74,6 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     app = FastAPI(title="loopml", version="0.1.0", lifespan=lifespan, root_path=settings.root_path,
                   description="Predictions from the registry's champion. Send `x-api-key` on every route but /health.")
     app.state.deps = deps
-    api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="the API key (its SHA-256 is configured)")
 
     def key_ok(key: str | None) -> bool:
         if settings.api_key_sha256 is None:
@@ -87,9 +83,6 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
         return hmac.compare_digest(digest, settings.api_key_sha256.lower())
 
-    # Both dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
-    # and under Mangum (a fresh asyncio task per event) anyio starts a new thread for it on every
-    # request, which was most of a warm request's cost (see bench/bench_serving.py).
     def trusted(request: Request) -> bool:
         """A request that needs no key of ours: built in this process (PreTraffic check), or one API
         Gateway authenticated with a usage-plan key (its id is in the event's requestContext, which
@@ -99,9 +92,13 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             return True
         return settings.gateway_api_keys and bool((context.get("identity") or {}).get("apiKeyId"))
 
-    async def require_key(request: Request, key: Annotated[str | None, Security(api_key)]) -> None:
+    # The guards below are awaited by the routes themselves, not declared as FastAPI dependencies:
+    # FastAPI re-solves a dependency graph on every request, which was a third of a warm single-row
+    # /predict (bench/bench_serving.py). The OpenAPI document declares the key (handlers/openapi.py).
+    def require_key(request: Request) -> None:
         if settings.api_key_sha256 is None or trusted(request):
             return
+        key = request.headers.get("x-api-key")
         if not key:
             raise _problem(401, "missing x-api-key header")
         if not key_ok(key):
@@ -118,9 +115,10 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             raise _problem(503, deps.server.problem or "no champion model is available")
         return model
 
-    async def served(request: Request, model: Annotated[LoadedModel, Depends(champion)]) -> LoadedModel:
+    async def served(request: Request) -> LoadedModel:
         """The model that answers this request: the champion, or during a gradual promotion the
         candidate for its share of requests. The choice is left in the request state for metrics."""
+        model = await champion()
         variant, chosen = "champion", model
         rollout = deps.rollout
         if rollout is not None and rollout.candidate is not None and rollout.weight > 0:
@@ -130,9 +128,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         request.state.model_version, request.state.variant = chosen.version, variant
         return chosen
 
-    Authorized = Annotated[None, Depends(require_key)]
-    Champion = Annotated[LoadedModel, Depends(champion)]
-    Served = Annotated[LoadedModel, Depends(served)]
+    keyed = {"openapi_extra": {"security": [{API_KEY_SCHEME: []}]}}
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -161,16 +157,20 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     app.add_api_route("/health", health, methods=["HEAD"], operation_id="health_head", response_model=Health,
                       responses={503: {"model": Health, "description": "degraded: no model can be served"}})
 
-    @app.get("/model", responses=ERRORS(401, 403, 503))
-    async def model_info(_: Authorized, model: Champion) -> dict[str, Any]:
+    @app.get("/model", responses=ERRORS(401, 403, 503), **keyed)
+    async def model_info(request: Request) -> dict[str, Any]:
+        require_key(request)
+        model = await champion()
         meta = model.meta
         keep = ("version", "created_at", "name", "task", "family", "params", "metrics", "schema", "data",
                 "lineage", "gates", "artifacts", "selection_reason")
         return {**{k: meta.get(k) for k in keep}, "served_as": model.predictor.kind}
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503))
-    async def predict(request: Request, _: Authorized, model: Served) -> PredictResponse:
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503), **keyed)
+    async def predict(request: Request) -> PredictResponse:
         started = time.perf_counter()  # the request's latency, logged for monitoring (latency and cost)
+        require_key(request)
+        model = await served(request)
         rows = _rows_of(await read_json(request, settings.max_body_bytes), settings.max_batch_rows)
         clean, errors = prepare_rows(rows, model.predictor.schema)
         if errors:
@@ -185,8 +185,10 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         return PredictResponse(model_version=model.version, served_as=model.predictor.kind, predictions=[
             Prediction(id=i, prediction=p, probabilities=pr) for i, p, pr in zip(ids, out.predictions, probs, strict=True)])
 
-    @app.post("/feedback", response_model=FeedbackResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503))
-    async def feedback(request: Request, _: Authorized, model: Champion) -> FeedbackResponse:
+    @app.post("/feedback", response_model=FeedbackResponse, responses=ERRORS(400, 401, 403, 413, 415, 422, 503), **keyed)
+    async def feedback(request: Request) -> FeedbackResponse:
+        require_key(request)
+        model = await champion()
         body = await read_json(request, settings.max_body_bytes)
         labels = body.get("labels") if isinstance(body, dict) and set(body) == {"labels"} else None
         if not isinstance(labels, list) or not 1 <= len(labels) <= settings.max_feedback_labels:

@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 
     from handlers.deps import ApiDeps
 
-__all__ = ["ERRORS", "ErrorBody", "build_openapi", "row_schema"]
+__all__ = ["API_KEY_SCHEME", "ERRORS", "ErrorBody", "build_openapi", "row_schema"]
+
+
+# the routes check the key themselves (handlers/app.py); the document declares it here
+API_KEY_SCHEME = "APIKeyHeader"
+_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "x-api-key",
+               "description": "the API key (its SHA-256 is configured)"}
 
 
 class ErrorItem(BaseModel):
@@ -74,7 +80,9 @@ def build_openapi(app: FastAPI, deps: ApiDeps) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
                       servers=app.servers or None)
     max_rows, max_labels = deps.settings.max_batch_rows, deps.settings.max_feedback_labels
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    components = doc.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[API_KEY_SCHEME] = _KEY_SCHEME
+    schemas = components.setdefault("schemas", {})
     if model is not None:
         schema = model.predictor.schema
         schemas["Row"] = {**row_schema(schema), "title": f"Row (model version {version})"}
