@@ -23,24 +23,8 @@ from mangum import Mangum
 
 from handlers.app import create_app
 from handlers.body import BodyError, bad_base64, parse_json
-from handlers.deps import ApiDeps, build_deps
+from handlers.deps import build_deps
 from loopml.predictor import FLOAT32_MAX
-from loopml.storage import MemoryStore
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore("api")
-
-
-@pytest.fixture
-def deps(store) -> ApiDeps:
-    return build_deps(settings(), store)
-
-
-@pytest.fixture
-def served(linear_trained, store) -> int:
-    return linear_trained.register(store)
 
 
 @pytest.fixture

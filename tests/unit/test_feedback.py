@@ -16,7 +16,7 @@ from _api import KEY, settings
 from fastapi.testclient import TestClient
 
 from handlers.app import create_app
-from handlers.deps import ApiDeps, build_deps
+from handlers.deps import build_deps
 from loopml.predictor import Schema
 from loopml.serving import BLOCK, PredictionLog, check_labels, record_feedback
 from loopml.storage import MemoryStore
@@ -83,18 +83,7 @@ def test_invalid_labels_are_refused_naming_the_id(schema, label):
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore("api")
-
-
-@pytest.fixture
-def deps(store) -> ApiDeps:
-    return build_deps(settings(), store)
-
-
-@pytest.fixture
-def client(deps, linear_trained, store) -> Iterator[TestClient]:
-    linear_trained.register(store)
+def client(deps, served) -> Iterator[TestClient]:
     with TestClient(create_app(deps)) as c:
         yield c
 

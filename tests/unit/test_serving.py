@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _api import KEY, MAX_ROWS, settings
 from fastapi.testclient import TestClient
 
 from handlers.app import create_app
-from handlers.deps import ApiDeps, build_deps
+from handlers.deps import build_deps
 from loopml.registry import Registry
 from loopml.serving import ModelServer, PredictionLog, record_feedback
 from loopml.settings import Settings
 from loopml.storage import MemoryStore
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
-
-API_KEY = "s3cret-key"
-API_KEY_SHA256 = hashlib.sha256(API_KEY.encode()).hexdigest()
-MAX_ROWS = 5
-KEY = {"x-api-key": API_KEY}
 
 
 class FakeClock:
@@ -33,27 +28,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def settings(**kw: Any) -> Settings:
-    base = {"store": "memory://api", "api_key_sha256": API_KEY_SHA256, "max_batch_rows": MAX_ROWS,
-            "model_ttl_seconds": 0, "log_flush_seconds": 3600, "log_flush_rows": 10_000}
-    return Settings(**{**base, **kw})
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore("api")
-
-
-@pytest.fixture
-def deps(store) -> ApiDeps:
-    return build_deps(settings(), store)
-
-
-@pytest.fixture
-def served(linear_trained, store) -> int:
-    return linear_trained.register(store)
 
 
 @pytest.fixture
