@@ -140,7 +140,8 @@ class Monitoring(_Strict):
     drift_false_alarm_rate: float = Field(default=0.01, gt=0, lt=0.5)
     min_drift_effect: float = Field(default=0.05, ge=0, le=1)
     max_drifting_features: int = Field(default=0, ge=0)
-    multivariate_std: float = Field(default=3.0, gt=0, description="multivariate alert beyond this many standard errors")
+    # the reconstruction-error band: a prediction interval at drift_false_alarm_rate, unless this fixes its width
+    multivariate_std: float | None = Field(default=None, gt=0, description="multivariate alert beyond this many standard errors")
     reference_chunks: int = Field(default=20, ge=5, le=200, description="reference chunks behind the thresholds")
     alert_on_multivariate_drift: bool = True
     quality: DataQuality = DataQuality()

@@ -368,6 +368,41 @@ def test_sensitivity_is_a_spec_option() -> None:
     assert "too_many_drifting_features" not in kinds
 
 
+MULTICLASS_FEATURES = {
+    "acq_channel": "categorical", "app_behavioral_score": "numeric", "requested_credit_limit": "numeric",
+    "app_channel": "categorical", "credit_bureau_score": "numeric", "stated_income": "numeric", "is_customer": "categorical",
+}  # fmt: skip
+MULTICLASSES = ["highstreet_card", "prepaid_card", "upmarket_card"]
+
+
+def _small_reference_stable(**monitoring: object) -> MonitoringResult:
+    """NannyML's credit-card reference: its first 1,000 rows as the reference, the next 12,000 (same period,
+    nothing changed) as 12 analysis chunks."""
+    ref, _, _ = nml.load_synthetic_multiclass_classification_dataset()
+    spec = make_spec("multiclass", "y_true", MULTICLASS_FEATURES, ("accuracy", 0.5),
+                     monitoring={"chunk_size": 1000, "min_chunk_rows": 50, **monitoring})
+    return monitor(ref.iloc[:1000].reset_index(drop=True), ref.iloc[1000:13_000].reset_index(drop=True), spec, MULTICLASSES)
+
+
+def test_multivariate_band_is_measured_out_of_sample() -> None:
+    # A reference chunk's reconstruction error measured by the PCA fitted on its own rows is optimistic: a band
+    # built that way (9 of these 12 stable chunks alerted) sits below every new chunk.
+    chunks = _small_reference_stable().chunks
+    assert not chunks["multivariate_alert"].any(), chunks[["reconstruction_error", "reconstruction_upper_threshold"]]
+    centre = (chunks["reconstruction_lower_threshold"] + chunks["reconstruction_upper_threshold"]) / 2
+    half = (chunks["reconstruction_upper_threshold"] - chunks["reconstruction_lower_threshold"]) / 2
+    # stable chunks scatter around the band's centre, not against its upper edge
+    assert abs(((chunks["reconstruction_error"] - centre) / half).mean()) < 0.5
+
+
+def test_multivariate_band_follows_the_false_alarm_rate() -> None:
+    strict = _small_reference_stable(drift_false_alarm_rate=0.001).chunks.iloc[0]
+    loose = _small_reference_stable(drift_false_alarm_rate=0.2).chunks.iloc[0]
+    fixed = _small_reference_stable(multivariate_std=1.0).chunks.iloc[0]
+    width = lambda c: c["reconstruction_upper_threshold"] - c["reconstruction_lower_threshold"]  # noqa: E731
+    assert width(strict) > width(loose) > width(fixed) > 0
+
+
 # --- chunks big enough to trust (§3) ------------------------------------------------------------
 
 
