@@ -25,6 +25,7 @@ import pandas as pd
 from loopml.labels import attach_labels, load_labels, scored_window
 from loopml.monitoring import Alert, decide_retraining, evaluate_alerts, monitor, publish_alerts, render_report
 from loopml.monitoring.alerts import DATA_KINDS
+from loopml.monitoring.calibration import REFERENCE_WARNINGS
 from loopml.predictions import committed
 from loopml.registry import ModelVersion, Registry
 from loopml.retraining import Retrainer, start_once
@@ -44,6 +45,15 @@ def model_age_from(meta: dict[str, Any]) -> datetime:
     labels that lag, every new model would be "too old" at birth."""
     moment = datetime.fromisoformat(meta.get("registered_at") or meta["created_at"])
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def stored_diagnostics(version: ModelVersion) -> dict[str, Any]:
+    """What training stored with the version about its reference: the calibration diagnostics and the
+    warnings that say the estimates may not be reliable (shown in the report beside this run's figures)."""
+    meta = version.meta
+    warnings = [w for w in meta.get("warnings") or [] if w.get("kind") in REFERENCE_WARNINGS]
+    return {"version": version.number, "calibration": meta.get("calibration"), "warnings": warnings,
+            "stored": "calibration" in meta}
 
 
 def run_name(start: date | None, end: date | None, version: int) -> str:
@@ -220,6 +230,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     window = {"start": str(start) if start else None, "end": str(end) if end else None}
     analysis, coverage = _analysis(store, spec, champion, start, end, labels_uri)
     result = monitor(registry.reference(champion), analysis, spec, champion.meta["schema"].get("classes"))
+    result.training = stored_diagnostics(champion)
     flagged = data_alerts(coverage, champion.number, f"{window['start']}..{window['end']}")
     alerts = flagged + evaluate_alerts(result, spec)
     result.messages[:0] = [a.message for a in flagged]

@@ -1,5 +1,7 @@
 """The selected model on the held-out test split: metrics, fairness (fairness.py), permutation
-importance, the reference frame NannyML monitors against, and the training-time warnings (checks.py)."""
+importance, the reference frame NannyML monitors against, the calibration of its probabilities on that
+reference (what CBPE's estimates rest on) and the training-time warnings (checks.py, and whether the
+reference is big and calibrated enough for monitoring's estimates)."""
 
 from __future__ import annotations
 
@@ -57,18 +59,26 @@ class Evaluation:
     importance: list[dict[str, float]]
     reference: pd.DataFrame
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # Brier score, ECE and reliability bins on the reference; None for regression (no probabilities)
+    calibration: dict[str, Any] | None = None
 
 
 def evaluate(winner: CandidateResult, splits: Splits, spec: ProblemSpec, classes: list | None) -> Evaluation:
     """Predict the test set once; metrics, fairness and the reference set all read those outputs.
     The training-time warnings about the data travel with the evaluation into the version record."""
+    # here, not at the top: loopml.monitoring imports NannyML (about 2 s), which only this function needs
+    from loopml.monitoring.calibration import training_diagnostics
+
     test = encode(splits.test, spec, classes)
     pred, proba = model_outputs(winner.pipeline, test.X, spec, classes)
     y = true_labels(test.y, classes)
+    # the test split is the monitoring reference: its size and calibration decide how far CBPE can be trusted
+    calibration, reference_warnings = training_diagnostics(spec, y, proba, classes)
     return Evaluation(
         metrics=all_metrics(spec.task, y, pred, proba, classes),
         fairness=fairness(splits.test, y, pred, proba, spec, classes),
         importance=importance(winner.pipeline, test, spec, classes),
         reference=with_predictions(splits.test, spec, pred, proba, classes),
-        warnings=training_warnings(splits, spec, classes),
+        warnings=training_warnings(splits, spec, classes) + reference_warnings,
+        calibration=calibration,
     )

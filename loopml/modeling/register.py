@@ -43,6 +43,7 @@ def version_meta(spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
         "selection": selection.table, "selection_reason": selection.reason,
         "fairness": ev.fairness, "importance": ev.importance, "gates": gates(spec, ev.metrics, ev.fairness, onnx_error),
         "warnings": ev.warnings,
+        "calibration": ev.calibration,
         "registered_at": (as_of or datetime.now(UTC)).isoformat(),
     }
 

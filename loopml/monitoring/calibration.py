@@ -16,10 +16,12 @@ import numpy as np
 
 from loopml.spec import ProblemSpec
 
-__all__ = ["calibration_diagnostics", "reference_warnings", "training_diagnostics", "MIN_REFERENCE_CHUNKS"]
+__all__ = ["calibration_diagnostics", "reference_warnings", "training_diagnostics", "MIN_REFERENCE_CHUNKS",
+           "REFERENCE_WARNINGS"]
 
 MIN_REFERENCE_CHUNKS = 10  # a reference should hold this many chunks of monitoring.min_chunk_rows
 POOR_ECE = 0.05  # expected calibration error above this: CBPE's estimates are at risk
+REFERENCE_WARNINGS = ("small_reference", "poorly_calibrated")  # the kinds reference_warnings() gives
 
 
 def calibration_diagnostics(y_true: Any, proba: Any, classes: list | None, bins: int = 10) -> dict[str, Any] | None:

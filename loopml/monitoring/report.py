@@ -217,9 +217,27 @@ def _cost(result: MonitoringResult) -> str:
 
 
 def _calibration(result: MonitoringResult) -> str:
-    cal = result.calibration
+    return _at_training(result.training) + _on_reference(result.calibration)
+
+
+def _on_reference(cal: dict[str, Any] | None) -> str:
     if not cal:
         return "<p class='muted'>No calibration diagnostics (regression, or no probabilities).</p>"
     return (f"<p>On the reference ({cal['rows']:,} held-out rows the served model never trained on): "
             f"Brier score <b>{cal['brier']:.4f}</b>, expected calibration error <b>{cal['ece']:.4f}</b> "
             f"({escape(cal['binned'])}). CBPE's estimates are only as good as this calibration.</p>")  # fmt: skip
+
+
+def _at_training(training: dict[str, Any] | None) -> str:
+    """What training stored with the served version: its calibration and its warnings about the reference."""
+    if not training:
+        return ""
+    version = escape(str(training["version"]))
+    if not training.get("stored"):
+        return f"<p class='muted'>Version {version} was registered without calibration diagnostics (before they were stored).</p>"
+    cal = training.get("calibration")
+    text = (f"<p>Stored with version {version} at training: Brier score <b>{cal['brier']:.4f}</b>, expected "
+            f"calibration error <b>{cal['ece']:.4f}</b> over {cal['rows']:,} reference rows.</p>" if cal
+            else f"<p class='muted'>Stored with version {version} at training: no probabilities to calibrate.</p>")  # fmt: skip
+    warned = "".join(f"<li>{escape(w['message'])}</li>" for w in training.get("warnings") or [])
+    return text + (f"<ul class='alerts'>{warned}</ul>" if warned else "")

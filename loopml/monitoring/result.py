@@ -40,7 +40,9 @@ class MonitoringResult:
     usage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=USAGE_COLUMNS))  # API traffic per day
     seconds: float = 0.0  # how long the computation took (the monitoring run's own cost)
     reference_rows: int = 0
-    calibration: dict[str, Any] | None = None  # the served version's diagnostics, from training
+    calibration: dict[str, Any] | None = None  # recomputed from the reference this run read
+    # what training stored with the served version: {version, calibration, warnings} (a monitoring run sets it)
+    training: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None  # loopml.monitoring.cost.cost_summary
     latency_limit_ms: float | None = None  # constraints.p99_latency_ms
     _figures: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
@@ -79,6 +81,7 @@ class MonitoringResult:
             "seconds": self.seconds,
             "reference_rows": self.reference_rows,
             "calibration": self.calibration,
+            "training": self.training,
             "cost": self.cost,
             "latency_limit_ms": self.latency_limit_ms,
         }

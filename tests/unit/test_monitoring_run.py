@@ -4,6 +4,7 @@ missing data is an alert, not an all-clear."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from html import escape
 
 import pytest
 
@@ -156,3 +157,38 @@ def test_status_prints_an_empty_window_and_the_alerts_it_kept_open(trained, spec
     out = capsys.readouterr().out
     assert "window 2019-05-01..2019-05-31: EMPTY: no predictions" in out
     assert f"open alerts: {len(full.alerts) + 1}" in out and "no predictions at all" in out
+
+
+# --- calibration stored with the version at training, shown by monitoring (issue 10 §1) ----------------
+
+
+def test_training_stores_the_reference_calibration_with_the_version_and_the_report_shows_it(scored, spec):
+    meta = Registry(scored).resolve().meta
+    cal = meta["calibration"]
+    assert cal["rows"] == meta["data"]["test_rows"] and 0 <= cal["ece"] <= 1 and cal["bins"]
+    assert Registry(scored).resolve().record.calibration == cal  # typed in the version record too
+
+    warned = [w for w in meta["warnings"] if w["kind"] in ("small_reference", "poorly_calibrated")]
+    run = run_monitoring(scored, spec, START, END, now=NOW)
+    assert run.results["training"] == {"version": 1, "calibration": cal, "warnings": warned, "stored": True}
+    html = scored.get(run.report_key).decode()
+    assert f"Stored with version 1 at training: Brier score <b>{cal['brier']:.4f}</b>" in html
+    # training warned about the calibration exactly when its ECE is poor; the report repeats what it said
+    assert ("poorly_calibrated" in {w["kind"] for w in warned}) == (cal["ece"] > 0.05)
+    assert all(escape(w["message"]) in html for w in warned)
+
+
+def test_a_reference_too_small_for_reliable_estimates_is_said_at_training(trained, spec):
+    from loopml.modeling.evaluate import evaluate
+
+    # the test split (about 600 rows here) cannot hold 10 chunks of 500 rows
+    wants_more = spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"min_chunk_rows": 500})})
+    ev = evaluate(trained.winner, trained.splits, wants_more, trained.classes)
+    small = [w for w in ev.warnings if w["kind"] == "small_reference"]
+    assert len(small) == 1 and f"has {len(trained.splits.test)} rows" in small[0]["message"]
+    assert ev.calibration is not None and ev.calibration["rows"] == len(trained.splits.test)
+
+    store = MemoryStore()
+    trained.register(store, spec=wants_more, evaluation=ev)
+    stored = Registry(store).resolve().meta
+    assert stored["calibration"] == ev.calibration and small[0] in stored["warnings"]
