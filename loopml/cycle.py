@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from loopml.monitoring.chunks import cycle_window
 from loopml.monitoring_run import MonitoringRun, run_monitoring
 from loopml.registry import Registry
 from loopml.retraining import (
@@ -66,8 +67,13 @@ def score_days(store: Store, spec: ProblemSpec, first: date, last: date, uri: st
 
 def monitor_window(store: Store, spec: ProblemSpec, first: date, last: date, now: datetime, *,
                    topic_arn: str | None = None, sns_client: Any = None, labels_uri: str | None = None) -> MonitoringRun:
-    """Step 2: monitor [first, last]; alerts and the decision are recorded once per window and evidence."""
-    return run_monitoring(store, spec, first, last, now=now, topic_arn=topic_arn, sns_client=sns_client,
+    """Step 2: monitor [first, last] moved to whole chunk periods (:func:`cycle_window`): a window cut
+    mid-week made small edge chunks that alerted and decided. A period still running is monitored by a
+    later cycle once it is over; cycles asking for the same whole periods are the same run (same key),
+    so a daily cycle records its alerts and decision once per week. Alerts and the decision are
+    recorded once per window and evidence."""
+    start, end = cycle_window(spec, first, last)
+    return run_monitoring(store, spec, start, end, now=now, topic_arn=topic_arn, sns_client=sns_client,
                           labels_uri=labels_uri)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from loopml.spec import ProblemSpec
 
-__all__ = ["Chunk", "ChunkStream", "align_window", "PERIOD_FREQ"]
+__all__ = ["Chunk", "ChunkStream", "align_window", "cycle_window", "PERIOD_FREQ"]
 
 # pandas period aliases; "W" is a week from Monday to Sunday, as NannyML's PeriodBasedChunker cuts it.
 PERIOD_FREQ = {"D": "D", "W": "W-SUN", "M": "M"}
@@ -45,6 +45,18 @@ def align_window(spec: ProblemSpec, start: date, end: date) -> tuple[date, date]
         last_period -= 1
     last = last_period.end_time.date()
     return (first, last) if last >= first else None
+
+
+def cycle_window(spec: ProblemSpec, start: date, end: date) -> tuple[date, date]:
+    """The window a scheduled cycle monitors when asked for ``[start, end]``: :func:`align_window`'s whole
+    periods, so no chunk is cut short by where the window happens to begin or end. When no whole period
+    ends by ``end`` (the window lies inside one running period), the running period from its first day:
+    its one chunk is judged only once it holds ``min_chunk_rows``, as any chunk."""
+    aligned = align_window(spec, start, end)
+    if aligned is not None:
+        return aligned
+    # align_window gives None only when start and end share one running period: start at its first day
+    return pd.Period(start, freq=PERIOD_FREQ[spec.monitoring.chunk_period or "D"]).start_time.date(), end
 
 
 @dataclass

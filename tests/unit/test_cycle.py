@@ -53,3 +53,26 @@ def test_a_day_without_data_is_an_empty_window_not_an_all_clear(trained, spec):
     empty = run_cycle(store, spec, date(2021, 1, 1), window_days=7, retrain=False)
     assert empty.scored.rows == 0 and empty.monitoring.empty
     assert "EMPTY" in describe(empty.summary())[0] and "no_data" in describe(empty.summary())[1]
+
+
+def test_the_cycle_monitors_whole_chunk_periods(trained, spec):
+    # a Wednesday cycle looking back 28 days would cut a week at each end: it monitors the four whole weeks
+    # before it (Monday 2019-02-25 .. Sunday 2019-03-24); the week still running waits for a later cycle
+    weekly = spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"chunk_period": "W",
+                                                                                      "min_chunk_rows": 1})})
+    store = MemoryStore()
+    trained.register(store)
+    wednesday = date(2019, 3, 27)
+    run = run_cycle(store, weekly, wednesday, days=60, window_days=28, retrain=False).monitoring
+    assert run.results["window"] == {"start": "2019-02-25", "end": "2019-03-24"}
+    chunks = run.results["chunks"]
+    assert [c["chunk"] for c in chunks] == ["2019-02-25/2019-03-03", "2019-03-04/2019-03-10",
+                                            "2019-03-11/2019-03-17", "2019-03-18/2019-03-24"]
+    assert "2019-02-25..2019-03-24" in describe(run_cycle(store, weekly, wednesday, window_days=28,
+                                                          retrain=False).summary())[0]
+    # the next days ask for the same whole weeks: the same run, nothing recorded twice
+    thursday = run_cycle(store, weekly, wednesday + timedelta(days=1), window_days=28, retrain=False).monitoring
+    assert thursday.run_id == run.run_id and thursday.new_alerts == 0
+    # a window inside one running week: that week so far, from its Monday
+    inside = run_cycle(store, weekly, wednesday, window_days=2, retrain=False).monitoring
+    assert inside.results["window"] == {"start": "2019-03-25", "end": "2019-03-27"}
