@@ -12,6 +12,12 @@ loopml.monitoring.monitor() and prints per dataset:
 - decay      chunks from an injected model decay (noisy predictions) until an alert
 - own shift  chunks from NannyML's own shift (the analysis period's middle) until an alert
 
+For classifiers it also prints the expected calibration error (ECE) of the model's probabilities on the
+reference, the stable half and the second half (labels known): CBPE assumes the probabilities stay as
+calibrated as on the reference (only the features' distribution moves). Where the second half's ECE
+jumps, the labels' relation to the features changed (concept shift), and no estimate made from the
+probabilities alone can follow the realized metric there.
+
 Targets (issue 10): MAE <= 0.02 everywhere; 0 alerts and no retraining on stable periods; every
 injected shift and decay alerted within one chunk (0 chunks late).
 
@@ -141,6 +147,21 @@ def _decayed(stable: pd.DataFrame, ds: Dataset, seed: int = 0) -> pd.DataFrame:
     return out
 
 
+def _ece(ds: Dataset, frame: pd.DataFrame) -> float | None:
+    """Expected calibration error of the model's outputs against the labels (None for regression)."""
+    from loopml.monitoring.calibration import calibration_diagnostics
+
+    if ds.task == "regression":
+        return None
+    labelled = frame[frame[ds.target].notna()]
+    if ds.task == "binary":
+        proba = labelled["y_pred_proba"].to_numpy()
+    else:
+        proba = labelled[[f"y_pred_proba_{c}" for c in ds.classes or []]].to_numpy()
+    diag = calibration_diagnostics(labelled[ds.target].to_numpy(), proba, ds.classes)
+    return diag["ece"] if diag else None
+
+
 def _first_alert(alerts: list[Any], chunks: pd.DataFrame, from_index: int) -> int | None:
     keys = dict(zip(chunks["chunk"], chunks["chunk_index"], strict=True))
     hit = sorted(keys[a.chunk] - from_index for a in alerts if a.kind in ALERT_KINDS and a.chunk in keys
@@ -176,6 +197,8 @@ def run(ds: Dataset) -> dict[str, Any]:
         "decay": _first_alert(evaluate_alerts(decay, spec), decay.chunks, SHIFT_AT),
         "own_shift": _first_alert(evaluate_alerts(full, spec), full.chunks, half // CHUNK),
         "failures": len(full.failures) + len(quiet.failures) + len(shift.failures) + len(decay.failures),
+        "ece": (_ece(ds, ref), _ece(ds, stable), _ece(ds, ana.iloc[half:])),
+        "mae_second": float(err[c["chunk_index"] >= half // CHUNK].mean()),
     }  # fmt: skip
 
 
@@ -203,6 +226,9 @@ def main() -> None:
             print(f"{'':<26}stable-period alert kinds: {', '.join(r['stable_kinds'])}")
         if r["failures"]:
             print(f"{'':<26}{r['failures']} calculator failure(s)")
+        if r["ece"][0] is not None:
+            print(f"{'':<26}calibration (ECE) reference {r['ece'][0]:.4f}, stable half {r['ece'][1]:.4f}, second half "
+                  f"{r['ece'][2]:.4f}; MAE est. in the second half {r['mae_second']:.4f}")  # fmt: skip
     met = all(r["mae"] <= 0.02 for r in rows)
     quiet = all(r["stable_alerts"] == 0 and not r["stable_retrain"] for r in rows)
     loud = all(r["shift"] == 0 and r["decay"] == 0 for r in rows)

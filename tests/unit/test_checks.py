@@ -21,7 +21,8 @@ def _warnings(make_raw, df: pd.DataFrame, extra_features: list[dict] = (), **cha
 
 def test_clean_data_raises_no_warning(trained):
     assert training_warnings(trained.splits, trained.spec, trained.classes) == []
-    assert trained.evaluation.warnings == []
+    # the evaluation adds what it finds about the reference (its size, its calibration): not about the data
+    assert [w for w in trained.evaluation.warnings if w["kind"] not in ("small_reference", "poorly_calibrated")] == []
 
 
 def test_id_like_near_constant_and_leaking_columns_are_named(make_raw, car_loan):

@@ -501,6 +501,11 @@ def test_calibration_diagnostics_tell_calibrated_from_overconfident() -> None:
     assert [w["kind"] for w in warnings_small] == ["small_reference"] and "1167 rows" in warnings_small[0]["message"]
     _, warnings_bad = training_diagnostics(spec, y, np.where(p > 0.5, 0.99, 0.01), CLASSES)
     assert [w["kind"] for w in warnings_bad] == ["poorly_calibrated"]
+    # 300 calibrated rows show an ECE of several hundredths by chance (here 0.08): no warning for that alone
+    few = calibration_diagnostics(y[:300], p[:300], CLASSES)
+    assert few is not None and few["ece_noise_p99"] > few["ece"] > 0.05
+    _, warnings_few = training_diagnostics(make_spec(monitoring={"chunk_size": 50, "min_chunk_rows": 30}), y[:300], p[:300], CLASSES)
+    assert warnings_few == []
     multi = calibration_diagnostics(["a", "b", "c"] * 100, np.tile([[0.8, 0.1, 0.1]], (300, 1)), ["a", "b", "c"])
     assert multi is not None and multi["ece"] == pytest.approx(0.8 - 1 / 3)
 
