@@ -77,6 +77,9 @@ COPY --from=install /opt/lambda-runtime /var/runtime
 COPY infra/lambda-runtime/bootstrap /var/runtime/bootstrap
 COPY infra/lambda-runtime/lambda-entrypoint.sh /lambda-entrypoint.sh
 ENV LAMBDA_TASK_ROOT=/var/task LAMBDA_RUNTIME_DIR=/var/runtime HOME=/tmp
+# root, as in AWS's Lambda base images: Lambda runs the function as its own unprivileged user whatever the image
+# says, and `sam local` adds its emulator to the image with RUN steps that need root
+USER root
 WORKDIR /var/task
 ENTRYPOINT ["/lambda-entrypoint.sh"]
 CMD ["handlers.scheduled.handler"]

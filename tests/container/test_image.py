@@ -1,14 +1,20 @@
-"""The one image, run: the cycle inside it on Metaflow, and the container form of the API.
+"""The one image, run: the cycle inside it on Metaflow, its container API, and the scheduled job through
+`sam local invoke`.
 
-Both against a moto S3/SNS server on the host (the containers use the host network). The image is built from
-this tree first (`make image-podman`: a Debian trixie base from debootstrap, the host-made wheelhouse), so a
-broken Dockerfile, a wheel without its flows or a dependency missing on Python 3.13 fails here.
+All against a moto S3/SNS server on the host. The image is built from this tree first (`make image-podman`: a
+Debian trixie base from debootstrap, the host-made wheelhouse), so a broken Dockerfile, a wheel without its flows
+or a dependency missing on Python 3.13 fails here.
 
-1. In the image (`podman run localhost/loopml:latest loopml ...`): TrainFlow registers v1 (promoted by hand: the
-   spec's threshold is set above what the data allows, so that monitoring alerts), then one cycle of CycleFlow
-   (`loopml run-schedule`) scores a week, monitors it with NannyML, decides to retrain and trains a challenger that
-   the gate keeps as challenger. The store is then read from the host.
+1. In the image (`podman run --network host localhost/loopml:latest loopml ...`): TrainFlow registers v1 (promoted
+   by hand: the spec's threshold is set above what the data allows, so that monitoring alerts), then one cycle of
+   CycleFlow (`loopml run-schedule`) scores a week, monitors it with NannyML, decides to retrain and trains a
+   challenger that the gate keeps as challenger. The store is then read from the host.
 2. The container form of the API: the image's default command serves the champion over HTTP.
+3. The scheduled job (`localhost/loopml:lambda`, the template's CycleFunction) invoked by `sam local invoke` with
+   SAM's EventBridge scheduled event (`sam local generate-event cloudwatch scheduled-event`) through podman: the
+   handler scores the next day, monitors the week ending on it and records its decision; invoked again with the
+   same event (a Lambda retry) it changes nothing. SAM runs the function on podman's bridge network, so it reaches
+   moto through a second listener on the bridge's gateway (tests/integration/_podman.py).
 
 Skipped only when podman cannot be set up on this machine (not root, no apt); `.ci/run` sets it up and sets
 LOOPML_REQUIRE_CONTAINERS=1, so in CI a machine without podman fails instead of skipping.
@@ -21,9 +27,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import _podman
+import pandas as pd
 import pytest
 import yaml
 from _support import BUCKET, list_keys, put_parquet, small_spec
@@ -191,3 +200,111 @@ def test_the_image_serves_the_champion_over_http(cycled, moto_server, project) -
         assert answer["model_version"] == 1 and len(answer["predictions"]) == 1, answer
     finally:
         _sh(["podman", "rm", "-f", cid])
+
+
+@pytest.fixture(scope="module")
+def podman_service(images, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A podman system service of this module's own for the SAM CLI (DOCKER_HOST)."""
+    with _podman.podman_service(tmp_path_factory.mktemp("podman-service")) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def bridge_endpoint(images, moto_server) -> Iterator[str]:
+    """moto as the function's container, on podman's bridge network, reaches it (see _podman.moto_on_bridge)."""
+    with _podman.moto_on_bridge() as url:
+        yield url
+
+
+def _local_template(tmp: Path, env: dict[str, str]) -> Path:
+    """template.yaml's CycleFunction as `sam local` runs it here: the image built above (a deploy builds it with
+    `sam build` and pushes it), the template's own variables with values for the moto server."""
+    from cfnlint.decode import decode_str
+
+    template, errors = decode_str((REPO / "template.yaml").read_text())
+    assert not errors, errors
+    fn = template["Resources"]["CycleFunction"]
+    props = {k: v for k, v in fn["Properties"].items() if k in ("PackageType", "ImageConfig", "Architectures",
+                                                                    "EphemeralStorage")}
+    props["Timeout"] = int(template["Parameters"][fn["Properties"]["Timeout"]["Ref"]]["Default"])
+    names = set(fn["Properties"]["Environment"]["Variables"])
+    assert names <= set(env), (names, env)
+    # a short name: SAM takes "localhost/…" for a registry it cannot invoke from; podman resolves it locally
+    props.update(ImageUri=IMAGE_LAMBDA.removeprefix("localhost/"), MemorySize=3008, Environment={"Variables": env})
+    local = {"AWSTemplateFormatVersion": "2010-09-09", "Transform": "AWS::Serverless-2016-10-31",
+             "Resources": {"CycleFunction": {"Type": "AWS::Serverless::Function", "Properties": props}}}
+    path = tmp / "template.json"
+    path.write_text(json.dumps(local))
+    return path
+
+
+def _invoke(sam_env: dict[str, str], template: Path, event: Path) -> tuple[dict, float]:
+    started = time.monotonic()
+    proc = _ok(_sh([str(SAM), "local", "invoke", "CycleFunction", "-t", str(template), "-e", str(event),
+                    "--skip-pull-image"], env=sam_env))
+    took = time.monotonic() - started
+    body = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "errorMessage" not in body, (body, proc.stderr[-4000:])
+    return body, took
+
+
+def test_the_scheduled_job_runs_the_next_cycle_from_an_eventbridge_event(cycled, podman_service, bridge_endpoint,
+                                                                         s3, project, tmp_path) -> None:
+    """`sam local invoke CycleFunction` with SAM's own EventBridge scheduled event: the image's handler scores the
+    day before the event's time, monitors the week ending on it and records a decision; the same event again (a
+    Lambda retry) changes nothing in the store."""
+    from loopml.registry import Registry
+    from loopml.storage import from_uri
+
+    if not SAM.exists():
+        _ok(_sh(["bash", "-c", "source infra/lib.sh && ensure_sam"]))
+    sam_env = {**os.environ, **podman_service, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
+    sam_env.pop("AWS_ENDPOINT_URL", None)  # the SAM CLI itself talks to no AWS endpoint
+    # a real EventBridge scheduled event, with the time its schedule fires the day after NEXT (01:30 UTC)
+    event = json.loads(_ok(_sh([str(SAM), "local", "generate-event", "cloudwatch", "scheduled-event"],
+                               env=sam_env)).stdout)
+    assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events", event
+    event["time"] = f"{NEXT + timedelta(days=1)}T01:30:00Z"
+    event_path = tmp_path / "event.json"
+    event_path.write_text(json.dumps(event))
+    function_env = {"LOOPML_STORE": STORE, "LOOPML_SPEC": f"s3://{BUCKET}/{PREFIX}/project.yaml",
+                    "LOOPML_SNS_TOPIC_ARN": project["topic"], "LOOPML_WINDOW_DAYS": "7",
+                    "AWS_ENDPOINT_URL": bridge_endpoint, "NANNYML_DISABLE_USAGE_LOGGING": "1"}
+    template = _local_template(tmp_path, function_env)
+    store = from_uri(STORE)
+    registry = Registry(store)
+
+    summary, took = _invoke(sam_env, template, event_path)
+    print(f"\nscheduled job (sam local invoke, container image, cold start): {took:.0f} s; {summary}")
+    # score: the day before the event, with the champion, one committed partition
+    assert summary["day"] == NEXT.isoformat()
+    expected_rows = int((pd.to_datetime(project["new"]["timestamp"]).dt.date == NEXT).sum())
+    assert summary["scored"]["rows"] == expected_rows > 0 and summary["scored"]["version"] == 1
+    keys = list_keys(s3, f"{PREFIX}/")
+    assert any("/predictions/" in k and NEXT.isoformat() in k for k in keys), keys[:50]
+    # monitor: the week ending on that day, a run with its results in the store
+    window = summary["monitoring"]["window"]
+    assert (window["start"], window["end"]) == ((NEXT - timedelta(days=6)).isoformat(), NEXT.isoformat()), window
+    assert summary["monitoring"]["rows"] > 0 and summary["monitoring"]["alerts"] > 0, summary["monitoring"]
+    run_id = summary["monitoring"]["run_id"]
+    assert any(k.startswith(f"{PREFIX}/monitoring/runs/") and run_id in k and k.endswith("results.json")
+               for k in keys), (run_id, [k for k in keys if "/monitoring/runs/" in k])
+    # decide: recorded with its evidence; retraining of the week that a challenger was just trained for is held back
+    decision = json.loads(store.get(summary["decision"]["key"]))
+    assert decision["retrain"] is True and decision["reasons"], decision
+    assert summary["retraining"] is not None, summary  # the decision's retraining was claimed or refused, and why
+    assert registry.alias("champion") == 1
+    versions = registry.versions()
+
+    # Lambda retries a failed asynchronous invocation with the same event: the second run changes nothing
+    before = list_keys(s3, f"{PREFIX}/")
+    again, _ = _invoke(sam_env, template, event_path)
+    assert again["day"] == summary["day"] and again["monitoring"]["new_alerts"] == 0
+    assert again["decision"]["key"] == summary["decision"]["key"]
+    after = list_keys(s3, f"{PREFIX}/")
+    side_effects = ("/monitoring/alerts/", "/monitoring/notified/", "/monitoring/decisions/",
+                    "/monitoring/retraining/", "/registry/")
+    assert [k for k in after if any(s in k for s in side_effects)] == \
+        [k for k in before if any(s in k for s in side_effects)]
+    assert registry.versions() == versions and registry.alias("champion") == 1
