@@ -400,7 +400,9 @@ def cmd_release_rollback(args: argparse.Namespace) -> None:
         raise ValueError("give --stack NAME (the model and the function) or --store URI with --model-only")
     store, stack = _release_target(args)
     function = stack if stack is not None and not args.model_only else None
-    entry = rollback(store, why=args.why, who=args.who or current_user(), env=args.env, model=not args.function_only,
+    # a model-only rollback leaves the stack's function alone but still records the stack's environment
+    env = args.env or (stack.name if stack is not None else "")
+    entry = rollback(store, why=args.why, who=args.who or current_user(), env=env, model=not args.function_only,
                      lam=_aws("lambda") if function else None, stack=function,
                      codedeploy=_aws("codedeploy") if function else None,
                      to_function_version=args.to_function_version)

@@ -67,7 +67,8 @@ def sam_api(template: Path, work: Path, env: dict[str, str], function_env: dict[
 
     LAZY warm containers: EAGER would also start the PreTraffic hook, whose inline code sam local cannot
     mount; the first request starts the API's container, later ones reuse it. ``function_env`` overrides
-    the ApiFunction's environment (only variables the template declares: SAM's --env-vars rule)."""
+    the ApiFunction's environment (only variables the template declares: SAM's --env-vars rule); ``env`` is
+    the SAM CLI's whole environment."""
     env_vars = work / "env.json"
     env_vars.write_text(json.dumps({"ApiFunction": function_env}))
     port = free_port()
@@ -76,7 +77,7 @@ def sam_api(template: Path, work: Path, env: dict[str, str], function_env: dict[
         sam = subprocess.Popen([str(SAM), "local", "start-api", "--template", str(template), "--host", "127.0.0.1",
                                 "--port", str(port), "--warm-containers", warm, "--skip-pull-image",
                                 "--env-vars", str(env_vars), "--parameter-overrides", overrides],
-                               cwd=work, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 600  # a loaded machine makes podman slow to create the first container

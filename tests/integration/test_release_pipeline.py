@@ -21,41 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import subprocess
-import sys
 import threading
 import time
 import zipfile
 
+import _release
 import boto3
 import pytest
-from _support import REPO, put_parquet, small_spec, write_spec
+from _support import put_parquet, small_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
 BUILD = "s3://loopml-it/release-build"
 STAGES = {"staging": "s3://loopml-staging/loopml", "prod": "s3://loopml-prod/loopml"}
 KEY = "release-test-key"
-
-
-def _stack_template(store: str, url: str) -> str:
-    return json.dumps({
-        "Resources": {
-            "ApiFunctionRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
-                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                        "Principal": {"Service": "lambda.amazonaws.com"}}]}}},
-            "ApiFunction": {"Type": "AWS::Lambda::Function", "Properties": {
-                "Runtime": "python3.13", "Handler": "handlers.api.handler",
-                "Role": {"Fn::GetAtt": ["ApiFunctionRole", "Arn"]},
-                "Code": {"ZipFile": "def handler(event, context):\n    return 1\n"}}},
-            "ApiFunctionVersion1": {"Type": "AWS::Lambda::Version",
-                                    "Properties": {"FunctionName": {"Ref": "ApiFunction"}}},
-        },
-        "Outputs": {"FunctionName": {"Value": {"Ref": "ApiFunction"}}, "StoreUri": {"Value": store},
-                    "ApiUrl": {"Value": url}},
-    })
 
 
 def loopml(*args: str) -> int:
@@ -69,11 +49,7 @@ def loopml(*args: str) -> int:
 
 
 def make_smoke(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOOPML_API_KEY": KEY, "LOOPML_USER": "github-actions",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "smoke", f"URL={url}",
-                           f"LOOPML={sys.executable} -m loopml.cli", *extra],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return _release.make_smoke(url, *extra, key=KEY)
 
 
 class ApiThread:
@@ -132,7 +108,7 @@ def test_the_pipeline_in_order_ends_with_a_rollback_of_model_and_function(projec
         # the code pipeline deployed both stacks once: function version 1 behind `live`
         functions = {}
         for stage, uri in STAGES.items():
-            cfn.create_stack(StackName=f"loopml-{stage}", TemplateBody=_stack_template(uri, apis[stage].url),
+            cfn.create_stack(StackName=f"loopml-{stage}", TemplateBody=_release.stack_template(uri, apis[stage].url),
                              Capabilities=["CAPABILITY_IAM"])
             fn = next(o["OutputValue"] for o in cfn.describe_stacks(StackName=f"loopml-{stage}")["Stacks"][0]["Outputs"]
                       if o["OutputKey"] == "FunctionName")
