@@ -170,16 +170,21 @@ class _Baseline:
     chunk_rows: float  # their typical size
     row_std: float  # spread of one row's error
     chunks: int  # how many reference chunks the mean and spread rest on
+    dof: int  # degrees of freedom of between_std (pooled within folds)
 
     def band(self, rows: int, alpha: float, z: float | None = None) -> tuple[float, float]:
         """Two-sided prediction interval for one chunk of ``rows`` rows at false-alarm rate ``alpha``."""
+        between = self.between_std**2 * self.chunk_rows / rows
+        by_row = self.row_std**2 / rows
         # a new chunk's own spread (rescaled to its size, never below the row-level standard error) plus
         # the uncertainty of the reference mean it is compared with
-        own = max(self.between_std**2 * self.chunk_rows / rows, self.row_std**2 / rows)
-        se = math.sqrt(own + self.between_std**2 / self.chunks)
-        # Student's t: the spread itself is estimated from only `chunks` values
-        q = z if z is not None else float(stats.t.isf(alpha / 2, max(self.chunks - 1, 1)))
-        return max(self.mean - q * se, 0.0), self.mean + q * se
+        mean_var = max(self.between_std**2 / self.chunks, self.row_std**2 / (self.chunk_rows * self.chunks))
+        se = math.sqrt(max(between, by_row) + mean_var)
+        if z is None:
+            # Student's t: the spread is estimated from a few reference chunks. A reference too small for
+            # two chunks per fold has no such estimate, only the row-level spread (from every row): normal
+            z = float(stats.t.isf(alpha / 2, self.dof) if self.dof >= 1 else stats.norm.isf(alpha / 2))
+        return max(self.mean - z * se, 0.0), self.mean + z * se
 
 
 @dataclass
@@ -335,7 +340,8 @@ def _baseline(calc: Any, values: np.ndarray, rows: np.ndarray) -> _Baseline:
     ref = data[data[("chunk", "period")] == "reference"]
     ref_rows = (ref[("chunk", "end_index")] - ref[("chunk", "start_index")] + 1).astype(float).to_numpy()
     row_std = float(np.nanmean(ref[("reconstruction_error", "sampling_error")].astype(float).to_numpy() * np.sqrt(ref_rows)))
-    return _Baseline(float(np.nanmean(values)), _within_fold_std(values), float(np.median(rows)), row_std, len(values))
+    dof = len(values) - min(CROSS_FIT_FOLDS, len(values))  # one mean per fold is estimated
+    return _Baseline(float(np.nanmean(values)), _within_fold_std(values), float(np.median(rows)), row_std, len(values), dof)
 
 
 def _within_fold_std(values: np.ndarray) -> float:

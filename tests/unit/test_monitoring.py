@@ -403,6 +403,17 @@ def test_multivariate_band_follows_the_false_alarm_rate() -> None:
     assert width(strict) > width(loose) > width(fixed) > 0
 
 
+def test_a_tiny_reference_still_has_a_multivariate_band() -> None:
+    # 120 reference rows: one chunk per fold, so no spread between chunks to estimate; the band falls back
+    # on the row-level standard error (a t quantile with one degree of freedom made it about 25 times wider)
+    ref, _, _ = nml.load_synthetic_car_loan_dataset()
+    ana = ref.iloc[1000:3000].reset_index(drop=True)
+    ana.loc[1000:, "car_value"] = ana.loc[1000:, "car_value"] * 1.5  # cars half as dear again in the second chunk
+    spec = make_spec(monitoring={"chunk_size": 1000, "min_chunk_rows": 50})
+    chunks = monitor(ref.iloc[:120].reset_index(drop=True), ana, spec, CLASSES).chunks
+    assert chunks["multivariate_alert"].tolist() == [False, True]
+
+
 # --- chunks big enough to trust (§3) ------------------------------------------------------------
 
 
