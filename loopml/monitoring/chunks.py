@@ -143,11 +143,17 @@ class ChunkStream:
         assert self.size is not None
         self._pending.append(piece)
         self._pending_rows += len(piece)
-        while self._pending_rows >= self.size:
-            rows = pd.concat(self._pending, ignore_index=True)
-            yield self._size_chunk(rows.iloc[: self.size].reset_index(drop=True))
-            rest = rows.iloc[self.size :].reset_index(drop=True)
-            self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)
+        if self._pending_rows < self.size:
+            return
+        # one concatenation per piece, cut into views: concatenating the rest again after every chunk copied
+        # the piece ~chunks/2 times, and each chunk kept its own copy alive while the piece's chunks are measured
+        rows = pd.concat(self._pending, ignore_index=True) if len(self._pending) > 1 else self._pending[0]
+        rows = rows.reset_index(drop=True)
+        full = len(rows) // self.size * self.size
+        rest = rows.iloc[full:].copy()  # a copy: the remainder must not keep this piece alive until the next one
+        self._pending, self._pending_rows = ([rest.reset_index(drop=True)] if len(rest) else []), len(rest)
+        for start in range(0, full, self.size):
+            yield self._size_chunk(rows.iloc[start : start + self.size].reset_index(drop=True))
 
     def _size_chunk(self, data: pd.DataFrame) -> Chunk:
         key = f"[{self._offset}:{self._offset + len(data) - 1}]"

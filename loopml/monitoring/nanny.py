@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 import nannyml as nml
 import numpy as np
 import pandas as pd
-from nannyml.chunk import CountBasedChunker, SizeBasedChunker
+from nannyml.chunk import Chunk as NannyChunk
+from nannyml.chunk import Chunker, CountBasedChunker, SizeBasedChunker
 from nannyml.thresholds import ConstantThreshold
 from scipy import stats
 
@@ -73,6 +74,9 @@ PROBLEM_TYPE = {
 }
 CONTINUOUS_METHOD, CATEGORICAL_METHOD = "kolmogorov_smirnov", "chi2"
 DEFAULT_STREAM_CHUNK = 5000  # rows per chunk when neither a period nor a size nor the total is known
+# Rows per batched NannyML call (see _Bounds): NannyML's own copies of a call's data (calibrated probabilities,
+# imputed and reconstructed features) grow with it, so a group of chunks, not a whole piece, keeps memory small.
+BATCH_ROWS = 250_000
 CROSS_FIT_FOLDS = 2  # the multivariate band's reference chunks are measured by a PCA fitted on the other half
 
 T = TypeVar("T")
@@ -117,11 +121,9 @@ def monitor_stream(
         elif stream.by_period and TS not in narrow.columns:
             notes.count("{n} analysis row(s) without the timestamp column were left out", len(narrow))
             continue
-        for chunk in stream.feed(narrow):
-            out.add(_measure(calcs, ref, chunk, spec, notes))
+        _measure_all(calcs, ref, list(stream.feed(narrow)), spec, notes, out)
     if stream is not None:
-        for chunk in stream.finish():
-            out.add(_measure(calcs, ref, chunk, spec, notes))
+        _measure_all(calcs, ref, list(stream.finish()), spec, notes, out)
         notes.count("{n} analysis row(s) arrived after their chunk was measured and were left out", stream.late_rows)
     if not out.chunks:
         notes.add("the analysis data is empty: nothing to monitor")
@@ -357,9 +359,105 @@ def _within_fold_std(values: np.ndarray) -> float:
 
 def _row(result: Any) -> pd.Series:
     """The single analysis row of a NannyML result (one chunk per call)."""
+    return _rows(result, 1)[0]
+
+
+def _rows(result: Any, count: int) -> list[pd.Series]:
+    """The last ``count`` analysis rows of a NannyML result, in chunk order."""
     data = result.data
     period = next(c for c in data.columns if c[0] == "chunk" and c[-1] == "period")
-    return data[data[period] == "analysis"].iloc[-1]
+    rows = data[data[period] == "analysis"]
+    if len(rows) < count:
+        raise ValueError(f"NannyML returned {len(rows)} analysis chunk(s), {count} expected")
+    return [rows.iloc[i] for i in range(len(rows) - count, len(rows))]
+
+
+# --- all chunks of a piece in one NannyML call ----------------------------------------------------
+
+
+class _Bounds(Chunker):
+    """loopml's chunks, concatenated in order, cut back at their row counts.
+
+    Every NannyML calculate() call pays a fixed cost (result frames, alert thresholds, the reference rows
+    copied back in) of ~0.1 s: one call per calculator per chunk made monitoring ~2.5x slower than plain
+    NannyML. The rows of each chunk are the ones the chunk-by-chunk call saw, so the values are the same.
+    """
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+    def _split(self, data: pd.DataFrame) -> list[NannyChunk]:
+        if len(data) != sum(self.sizes):
+            raise ValueError(f"{len(data)} rows for chunks of {sum(self.sizes)}")
+        chunks, start = [], 0
+        for i, size in enumerate(self.sizes):
+            part = data.iloc[start : start + size].reset_index(drop=True)  # as each chunk alone: index from 0
+            chunks.append(NannyChunk(key=str(i), data=part, start_index=start, end_index=start + size - 1))
+            start += size
+        return chunks
+
+
+Batched = dict[tuple[str, int], pd.Series]  # (calculator, chunk index) -> its NannyML result row
+
+
+def _batched(calcs: _Calculators, chunks: list[Chunk]) -> Batched:
+    """Each calculator called once over the chunks it measures. A calculator that fails here is left to
+    the chunk-by-chunk calls, which record the failure on the chunk it happened in."""
+    out: Batched = {}
+    if len(chunks) < 2:
+        return out
+    whole = pd.concat([c.data for c in chunks], ignore_index=True)
+    predicted = [c for c in chunks if c.data[Y_PRED].notna().any()]
+    labelled = [c for c in predicted if c.data[Y_TRUE].notna().any()]
+
+    def run(name: str, calc: Any, picked: list[Chunk], call: Callable[[pd.DataFrame], Any],
+            frames: Callable[[], pd.DataFrame]) -> None:  # fmt: skip
+        if calc is None or len(picked) < 2:
+            return
+        one = calc.chunker
+        calc.chunker = _Bounds([_rows_measured(name, c) for c in picked])
+        try:
+            with calcs._strings():
+                rows = _quiet(lambda: _rows(call(frames()), len(picked)))
+        except Exception:  # noqa: BLE001 - measured chunk by chunk below, where a failure is recorded
+            return
+        finally:
+            calc.chunker = one
+        out.update({(name, c.index): r for c, r in zip(picked, rows, strict=True)})
+
+    run("estimator", calcs.estimator, predicted, lambda d: calcs.estimator.estimate(d.drop(columns=[Y_TRUE])),
+        lambda: whole if len(predicted) == len(chunks) else pd.concat([c.data for c in predicted], ignore_index=True))
+    run("realized", calcs.realized, labelled, lambda d: calcs.realized.calculate(d),
+        lambda: pd.concat([_labelled_rows(c.data) for c in labelled], ignore_index=True))
+    run("univariate", calcs.univariate, chunks, lambda d: calcs.univariate.calculate(d), lambda: whole)
+    run("multivariate", calcs.multivariate, chunks, lambda d: calcs.multivariate.calculate(d), lambda: whole)
+    for kind, calc in calcs.quality.items():
+        run(f"quality:{kind}", calc, chunks, lambda d, calc=calc: calc.calculate(d), lambda: whole)
+    return out
+
+
+def _labelled_rows(data: pd.DataFrame) -> pd.DataFrame:
+    return data[data[Y_TRUE].notna()]
+
+
+def _rows_measured(name: str, chunk: Chunk) -> int:
+    """How many of the chunk's rows the calculator sees: realized performance only the labelled ones."""
+    return len(_labelled_rows(chunk.data)) if name == "realized" else len(chunk.data)
+
+
+def _measure_all(calcs: _Calculators, ref: Reference, chunks: list[Chunk], spec: ProblemSpec, notes: Notes,
+                 out: _Collected) -> None:  # fmt: skip
+    """The chunks measured in groups of up to ``BATCH_ROWS`` rows, one NannyML call per calculator and group."""
+    group: list[Chunk] = []
+    for chunk in [*chunks, None]:
+        if group and (chunk is None or sum(len(c.data) for c in group) + len(chunk.data) > BATCH_ROWS):
+            batched = _batched(calcs, group)
+            for one in group:
+                out.add(_measure(calcs, ref, one, spec, notes, batched))
+            group = []
+        if chunk is not None:
+            group.append(chunk)
 
 
 # --- one chunk ----------------------------------------------------------------------------------
@@ -387,7 +485,15 @@ class _Collected:
         self.usage += m.usage
 
 
-def _measure(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec, notes: Notes) -> _Measured:
+def _measure(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec, notes: Notes,
+             batched: Batched | None = None) -> _Measured:  # fmt: skip
+    batched = batched or {}
+
+    def row_of(name: str, calc: Callable[[], Any]) -> pd.Series:
+        """The batched call's row for this chunk, or this chunk's own call."""
+        found = batched.get((name, chunk.index))
+        return found if found is not None else _row(calc())
+
     data = chunk.data
     labelled = int(data[Y_TRUE].notna().sum())
     row: dict[str, Any] = {
@@ -406,30 +512,34 @@ def _measure(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpe
 
     has_pred = bool(data[Y_PRED].notna().any())
     if calcs.estimator is not None and has_pred:
-        est = step("performance estimation", lambda: _estimate(calcs.estimator, data, spec, ref))
+        est = step("performance estimation", lambda: _estimate(
+            row_of("estimator", lambda: calcs.estimator.estimate(data.drop(columns=[Y_TRUE]))), spec, ref))
         if est:
             row.update(est)
     if calcs.realized is not None and labelled and has_pred:
-        real = step("realized performance", lambda: _realize(calcs.realized, data, spec))
+        real = step("realized performance", lambda: _realize(
+            row_of("realized", lambda: calcs.realized.calculate(_labelled_rows(data))), data, spec))
         if real is not None:
             row["realized"] = real
     drift: list[dict[str, Any]] = []
     if calcs.univariate is not None:
-        drift = step("univariate drift", lambda: _univariate(calcs, ref, chunk, spec)) or []
+        drift = step("univariate drift", lambda: _univariate(
+            row_of("univariate", lambda: calcs.univariate.calculate(data)), calcs, ref, chunk, spec)) or []
     if calcs.multivariate is not None:
-        mv = step("multivariate drift", lambda: _multivariate(calcs, data, spec))
+        mv = step("multivariate drift", lambda: _multivariate(
+            row_of("multivariate", lambda: calcs.multivariate.calculate(data)), calcs, data, spec))
         if mv:
             row.update(mv)
-    quality = _quality(calcs, ref, chunk, spec, step)
+    quality = _quality(calcs, ref, chunk, spec, step, row_of)
     row.update(_latency(data))
     _no_silent_nan(row, has_pred, calcs, chunk)
     return _Measured(row, drift, quality, _usage(chunk))
 
 
-def _estimate(estimator: Any, data: pd.DataFrame, spec: ProblemSpec, ref: Reference) -> dict[str, float]:
+def _estimate(r: pd.Series, spec: ProblemSpec, ref: Reference) -> dict[str, float]:
+    """The estimate's row (estimation needs no labels; dropping them keeps CBPE from computing a second
+    realized value) as loopml's columns."""
     metric = NANNYML_METRIC[spec.metric.name]
-    # Estimation needs no labels; dropping them keeps CBPE from computing a second realized value.
-    r = _row(estimator.estimate(data.drop(columns=[Y_TRUE])))
     out = {
         "estimated": float(r[(metric, "value")]),
         "estimated_lower": float(r[(metric, "lower_confidence_boundary")]),
@@ -443,19 +553,18 @@ def _estimate(estimator: Any, data: pd.DataFrame, spec: ProblemSpec, ref: Refere
     return out
 
 
-def _realize(calc: Any, data: pd.DataFrame, spec: ProblemSpec) -> float:
-    labelled = data[data[Y_TRUE].notna()]
-    value = float(_row(calc.calculate(labelled))[(NANNYML_METRIC[spec.metric.name], "value")])
+def _realize(r: pd.Series, data: pd.DataFrame, spec: ProblemSpec) -> float:
+    value = float(r[(NANNYML_METRIC[spec.metric.name], "value")])
     if spec.metric.name == "r2":  # NannyML reported MSE; R2 = 1 - MSE / Var(y) over the chunk's labelled rows
-        var = float(np.var(labelled[Y_TRUE].to_numpy()))
+        var = float(np.var(_labelled_rows(data)[Y_TRUE].to_numpy()))
         return 1 - value / var if var > 0 else np.nan
     return value
 
 
-def _univariate(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec) -> list[dict[str, Any]]:
+def _univariate(r: pd.Series, calcs: _Calculators, ref: Reference, chunk: Chunk,
+                spec: ProblemSpec) -> list[dict[str, Any]]:  # fmt: skip
     mon = spec.monitoring
     alpha = mon.drift_false_alarm_rate / max(len(calcs.drift_features), 1)  # Bonferroni over the features
-    r = _row(calcs.univariate.calculate(chunk.data))
     rows = []
     for f in calcs.drift_features:
         values = chunk.data[f].dropna()
@@ -493,9 +602,9 @@ def _chi2(stat: float, n: int, big_n: int, categories: int, alpha: float) -> tup
     return math.sqrt(stat / total), float(stats.chi2.sf(stat, dof)), math.sqrt(stats.chi2.isf(alpha, dof) / total)
 
 
-def _multivariate(calcs: _Calculators, data: pd.DataFrame, spec: ProblemSpec) -> dict[str, Any]:
+def _multivariate(r: pd.Series, calcs: _Calculators, data: pd.DataFrame, spec: ProblemSpec) -> dict[str, Any]:
     assert calcs.baseline is not None
-    value = float(_row(calcs.multivariate.calculate(data))[("reconstruction_error", "value")])
+    value = float(r[("reconstruction_error", "value")])
     mon = spec.monitoring
     lower, upper = calcs.baseline.band(len(data), mon.drift_false_alarm_rate, mon.multivariate_std)
     return {"reconstruction_error": value, "reconstruction_upper_threshold": upper,
@@ -503,13 +612,15 @@ def _multivariate(calcs: _Calculators, data: pd.DataFrame, spec: ProblemSpec) ->
 
 
 def _quality(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec,
-             step: Callable[[str, Callable[[], Any]], Any]) -> list[dict[str, Any]]:  # fmt: skip
+             step: Callable[[str, Callable[[], Any]], Any],
+             row_of: Callable[[str, Callable[[], Any]], pd.Series]) -> list[dict[str, Any]]:  # fmt: skip
     q = spec.monitoring.quality
     n = len(chunk.data)
     per: dict[str, dict[str, Any]] = {f: {"chunk": chunk.key, "chunk_index": chunk.index, "feature": f, "n_rows": n}
                                       for f in ref.features}  # fmt: skip
     for kind, calc in calcs.quality.items():
-        r = step(f"data quality ({kind.replace('_', ' ')})", lambda calc=calc: _row(calc.calculate(chunk.data)))
+        r = step(f"data quality ({kind.replace('_', ' ')})",
+                 lambda kind=kind, calc=calc: row_of(f"quality:{kind}", lambda: calc.calculate(chunk.data)))
         if r is None:
             continue
         for f in calc.column_names:
