@@ -462,6 +462,38 @@ def test_streamed_pieces_give_the_same_chunks_as_one_frame() -> None:
     np.testing.assert_allclose(streamed["reconstruction_error"], whole["reconstruction_error"])
 
 
+def test_chunks_measured_together_get_the_values_of_their_own_calls(monkeypatch) -> None:
+    """One NannyML call per calculator for a group of chunks (the speed of the in-memory path) gives every
+    chunk exactly what a call on that chunk alone gives; a group that fails is measured chunk by chunk."""
+    from loopml.monitoring import nanny
+
+    ref, ana = car_loan()
+    ana.loc[ana.index >= 4000, "repaid"] = np.nan  # realized on the labelled chunks only
+    ana.loc[ana.index % 7 == 0, "car_value"] = np.nan  # missing values for data quality
+    spec = make_spec()
+    calls: list[int] = []
+    calculate = nml.UnivariateDriftCalculator.calculate
+    monkeypatch.setattr(nml.UnivariateDriftCalculator, "calculate",
+                        lambda self, data, *a, **k: calls.append(len(data)) or calculate(self, data, *a, **k))  # fmt: skip
+    together = monitor(ref, ana, spec, CLASSES)
+    assert calls == [len(ana)] and len(together.chunks) == 10  # ten chunks, one call
+    with monkeypatch.context() as m:
+        m.setattr(nanny, "BATCH_ROWS", 1)  # every chunk its own call
+        alone = monitor(ref, ana, spec, CLASSES)
+    assert len(calls) == 1 + 10
+
+    def broken(self, data):
+        raise RuntimeError("a group's call failed")
+
+    monkeypatch.setattr(nanny._Bounds, "_split", broken)  # every group fails: each chunk is measured on its own
+    fallback = monitor(ref, ana, spec, CLASSES)
+    assert len(calls) == 1 + 10 + 1 + 10
+    for other in (alone, fallback):
+        for frame in ("chunks", "drift", "quality"):
+            pd.testing.assert_frame_equal(getattr(together, frame), getattr(other, frame))
+        assert together.failures == other.failures == [] and together.messages == other.messages
+
+
 # --- loud failures (§4) -------------------------------------------------------------------------
 
 
