@@ -195,6 +195,9 @@ def stream_parent(args: argparse.Namespace) -> None:
         archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline_rev, "loopml"], check=True,
                                  capture_output=True).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        # Revisions before loopml/__init__.py existed extract as a namespace package, and Python prefers a
+        # regular package later on sys.path over it: "today" silently ran the current tree. Make it regular.
+        (old / "loopml" / "__init__.py").touch()
         runs = {}
         for mode, src in (("today", old), ("stream", repo)):
             cmd = [sys.executable, __file__, "--mode", mode, "--src", str(src), *_forward(args)]
