@@ -45,8 +45,8 @@ COPY dist/ /tmp/dist/
 RUN set -eu; \
     /opt/loopml/bin/python "$(ls /tmp/wheelhouse/pip-*.whl)/pip" install --quiet --no-index --no-deps \
         --disable-pip-version-check --root-user-action=ignore /tmp/dist/loopml-*.whl; \
-    /opt/loopml/bin/python -c "import loopml, loopml.flowrun, handlers.scheduled, metaflow, nannyml, onnxruntime, \
-awswrangler, lightgbm; print('loopml', loopml.__version__, 'flows in', loopml.flowrun.FLOWS)"
+    /opt/loopml/bin/python -c "import loopml, loopml.runtime.flowrun, handlers.scheduled, metaflow, nannyml, onnxruntime, \
+awswrangler, lightgbm; print('loopml', loopml.__version__, 'flows in', loopml.runtime.flowrun.FLOWS)"
 
 # ---------------------------------------------------------------- runtime
 FROM base AS runtime

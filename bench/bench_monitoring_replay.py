@@ -149,7 +149,7 @@ def _decayed(stable: pd.DataFrame, ds: Dataset, seed: int = 0) -> pd.DataFrame:
 
 def _ece(ds: Dataset, frame: pd.DataFrame) -> float | None:
     """Expected calibration error of the model's outputs against the labels (None for regression)."""
-    from loopml.monitoring.calibration import calibration_diagnostics
+    from loopml.modeling.calibration import calibration_diagnostics
 
     if ds.task == "regression":
         return None

@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from loopml.data.features import MISSING, prepare  # noqa: E402
-from loopml.demo_data import car_loan_frames, car_loan_spec  # noqa: E402
+from loopml.demo.data import car_loan_frames, car_loan_spec  # noqa: E402
 from loopml.modeling.inprocess import train_in_process  # noqa: E402
-from loopml.registry import Registry  # noqa: E402
-from loopml.scoring import column_feeds, score_range  # noqa: E402
-from loopml.serving import load_predictor  # noqa: E402
+from loopml.registry.registry import Registry  # noqa: E402
+from loopml.scoring.batch import column_feeds, score_range  # noqa: E402
+from loopml.serving.server import load_predictor  # noqa: E402
 from loopml.spec import parse_spec  # noqa: E402
 from loopml.storage import LocalStore  # noqa: E402
 

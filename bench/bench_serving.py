@@ -66,9 +66,9 @@ HEAVY = ("pandas", "sklearn", "scipy", "pyarrow")
 def build_store(root: Path, family: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Train one candidate on the car loan data, register it as A (ONNX + joblib) and B (joblib only).
     Returns sample rows (JSON-ready, from the test period) and the version numbers."""
-    from loopml.demo_data import car_loan_spec, write_car_loan
+    from loopml.demo.data import car_loan_spec, write_car_loan
     from loopml.modeling.inprocess import train_in_process
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.spec import parse_spec
     from loopml.storage import LocalStore
 
@@ -436,7 +436,7 @@ def load_run(store_root: Path, rows: list[dict[str, Any]], versions: dict[str, i
     import signal
     import threading
 
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import LocalStore
     from loopml.storage.layout import PREDICTION_LOG
 

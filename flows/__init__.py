@@ -1,3 +1,3 @@
 """loopml's Metaflow flows. Each file is run as a script (``python flows/train_flow.py run``), which is how
 Metaflow runs, packages and deploys flows; the wheel carries this folder as ``loopml.flows`` so that
-:mod:`loopml.flowrun` finds the flows wherever loopml is installed."""
+:mod:`loopml.runtime.flowrun` finds the flows wherever loopml is installed."""

@@ -29,9 +29,9 @@ class CycleFlow(LoopmlFlow):
     def start(self):
         from datetime import UTC, datetime
 
-        from loopml.cycle import cycle_run_key, day_count
-        from loopml.scoring import parse_date, yesterday
-        from loopml.triggers import ENGINES
+        from loopml.cycle.cycle import cycle_run_key, day_count
+        from loopml.dates import parse_date, yesterday
+        from loopml.retraining.triggers import ENGINES
 
         if self.retrain_on not in ("cycle", "no", *ENGINES):
             raise ValueError(f"--retrain-on must be one of cycle, no, {', '.join(ENGINES)}; got {self.retrain_on!r}")
@@ -47,7 +47,7 @@ class CycleFlow(LoopmlFlow):
     def score(self):
         from datetime import timedelta
 
-        from loopml.cycle import score_days
+        from loopml.cycle.cycle import score_days
         from loopml.storage import from_uri
 
         self.scored = score_days(from_uri(self.store), self.spec, self.last - timedelta(days=self.days - 1), self.last)
@@ -57,7 +57,7 @@ class CycleFlow(LoopmlFlow):
     def monitor(self):
         from datetime import timedelta
 
-        from loopml.cycle import monitor_window
+        from loopml.cycle.cycle import monitor_window
         from loopml.settings import get_settings
         from loopml.storage import from_uri
 
@@ -68,9 +68,9 @@ class CycleFlow(LoopmlFlow):
 
     @step
     def retrain(self):
-        from loopml.cycle import retrain_if_decided
+        from loopml.cycle.cycle import retrain_if_decided
+        from loopml.retraining.triggers import deployed_name, retrainer
         from loopml.storage import from_uri
-        from loopml.triggers import deployed_name, retrainer
 
         store = from_uri(self.store)
         decided = self.decision if self.retrain_on != "no" else {"retrain": False}
@@ -84,7 +84,7 @@ class CycleFlow(LoopmlFlow):
 
     @step
     def end(self):
-        from loopml.cycle import CycleResult
+        from loopml.cycle.cycle import CycleResult
 
         self.summary = CycleResult(self.last, self.scored, self.monitoring, self.retraining).summary()
 

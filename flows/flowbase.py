@@ -4,7 +4,7 @@ import os
 
 from metaflow import FlowSpec, IncludeFile, Parameter
 
-from loopml.flowrun import follow_parent
+from loopml.runtime.flowrun import follow_parent
 
 # started by loopml (the CLI, the demo, a test): this process (the runtime, or one of its tasks) dies with
 # the process that started it, so a killed CLI never leaves a flow writing behind its back

@@ -27,8 +27,8 @@ class MonitorFlow(LoopmlFlow):
     def start(self):
         from datetime import timedelta
 
-        from loopml.scoring import parse_date, yesterday
-        from loopml.triggers import ENGINES
+        from loopml.dates import parse_date, yesterday
+        from loopml.retraining.triggers import ENGINES
 
         if self.retrain_on not in ("", *ENGINES):
             raise ValueError(f"--retrain-on must be one of {', '.join(ENGINES)} or empty, got {self.retrain_on!r}")
@@ -42,11 +42,11 @@ class MonitorFlow(LoopmlFlow):
     def monitor(self):
         from datetime import UTC, datetime
 
-        from loopml.monitoring_run import run_monitoring
-        from loopml.reporting import monitoring_card
+        from loopml.cycle.cards import monitoring_card
+        from loopml.cycle.monitoring_run import run_monitoring
+        from loopml.retraining.triggers import deployed_name, retrainer
         from loopml.settings import get_settings
         from loopml.storage import from_uri
-        from loopml.triggers import deployed_name, retrainer
 
         now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
         store = from_uri(self.store)

@@ -2,7 +2,7 @@
 
 For running by hand; with no dates it scores yesterday (UTC). It carries no ``@schedule``: the one
 scheduled flow is CycleFlow, which scores before it monitors. The run commits all its dates at once
-or none (see loopml.predictions); a retried step re-merges by id.
+or none (see loopml.scoring.manifest); a retried step re-merges by id.
 """
 
 from flowbase import LoopmlFlow
@@ -18,7 +18,7 @@ class ScoreFlow(LoopmlFlow):
 
     @step
     def start(self):
-        from loopml.scoring import parse_date, yesterday
+        from loopml.dates import parse_date, yesterday
 
         self.spec = self.load_spec()
         self.first = parse_date(self.start_date, "--start") if self.start_date else yesterday()
@@ -27,7 +27,7 @@ class ScoreFlow(LoopmlFlow):
 
     @step
     def score(self):
-        from loopml.scoring import score_range
+        from loopml.scoring.batch import score_range
         from loopml.storage import from_uri
 
         result = score_range(from_uri(self.store), self.spec, self.first, self.last, uri=self.data or None,

@@ -65,8 +65,8 @@ class TrainFlow(LoopmlFlow):
     @card(type="blank", id="training")
     @step
     def evaluate(self):
+        from loopml.cycle.cards import training_card
         from loopml.modeling.inprocess import refit_and_evaluate
-        from loopml.reporting import training_card
 
         # the served model learns from train + validation; the test split stays held out (NannyML's reference)
         self.winner, self.evaluation = refit_and_evaluate(self.winner, self.splits, self.spec, self.classes)
@@ -83,8 +83,9 @@ class TrainFlow(LoopmlFlow):
         from datetime import UTC, date, datetime
 
         from loopml.modeling.register import register_version
-        from loopml.registry import Registry
-        from loopml.retraining import challenge, record_outcome
+        from loopml.registry.registry import Registry
+        from loopml.retraining.challenge import challenge
+        from loopml.retraining.claims import record_outcome
         from loopml.storage import from_uri
 
         store = from_uri(self.store)

@@ -22,8 +22,10 @@ from handlers.body import read_json
 from handlers.deps import ApiDeps, build_deps
 from handlers.observability import Observe
 from handlers.openapi import API_KEY_SCHEME, ERRORS, build_openapi
-from loopml.predictor import failing_rows, prepare_rows, shown
-from loopml.serving import LoadedModel, check_labels, prediction_records, record_feedback
+from loopml.serving.feedback import check_labels, record_feedback
+from loopml.serving.prediction_log import prediction_records
+from loopml.serving.predictor import failing_rows, prepare_rows, shown
+from loopml.serving.server import LoadedModel
 
 log = logging.getLogger("loopml.api")
 

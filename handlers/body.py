@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from loopml.predictor import shown
+from loopml.serving.predictor import shown
 
 __all__ = ["BodyError", "bad_base64", "parse_json", "read_body", "read_json"]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from loopml.registry import Registry
-from loopml.rollout import Rollout
-from loopml.serving import ModelServer, PredictionLog
+from loopml.registry.registry import Registry
+from loopml.serving.prediction_log import PredictionLog
+from loopml.serving.rollout import Rollout
+from loopml.serving.server import ModelServer
 from loopml.settings import Settings
 from loopml.storage import Store, from_uri
 

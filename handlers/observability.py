@@ -8,7 +8,7 @@ carries two dimension sets:
 * ``service, FunctionVersion``: the Lambda version that answered; the template's canary alarms watch
   the version being deployed, and only it;
 * ``service, ModelVersion, Variant``: the model version and whether it was the champion or the
-  candidate of a gradual promotion (``loopml.rollout``), for per-version dashboards.
+  candidate of a gradual promotion (``loopml.serving.rollout``), for per-version dashboards.
 
 The middleware also feeds each /predict outcome to the rollout, which rolls a worse candidate back.
 Off by default (``LOOPML_OBSERVABILITY=json`` turns it on; the SAM template does): powertools is
@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from loopml.rollout import Rollout
+from loopml.serving.rollout import Rollout
 
 NAMESPACE = "loopml"
 SERVICE = "loopml-api"

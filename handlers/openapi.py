@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from loopml.predictor import FLOAT32_MAX, Schema
+from loopml.serving.predictor import FLOAT32_MAX, Schema
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

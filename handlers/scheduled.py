@@ -2,7 +2,7 @@
 
 Deployed as a container-image Lambda function on an EventBridge schedule (template.yaml ``ScheduledFunction``,
 built from the Dockerfile's ``lambda`` stage), for data that fits one machine; CycleFlow on Step Functions or
-Argo runs the same :func:`loopml.cycle.run_cycle` when it does not.
+Argo runs the same :func:`loopml.cycle.cycle.run_cycle` when it does not.
 
 The day comes from the event, not from the clock: the cycle fired at ``time`` scores the day before it (a day
 is complete once it is over), so a retried invocation of the same event is the same cycle, whose side effects
@@ -108,7 +108,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except ValidationError as err:
         fields = ", ".join(f"LOOPML_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors())
         raise RuntimeError(f"scheduled job misconfigured: {fields}") from None
-    from loopml.cycle import run_cycle
+    from loopml.cycle.cycle import run_cycle
     from loopml.storage import from_uri
 
     day = cycle_day(when)

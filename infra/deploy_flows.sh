@@ -82,7 +82,7 @@ else
 fi
 
 # The flows as this loopml install has them (a source checkout or the wheel): the same files the image holds.
-FLOWS="$(cd "$ROOT" && "$PY" -c 'import loopml.flowrun as f; print(f.FLOWS)' 2>/dev/null || echo "$ROOT/flows")"
+FLOWS="$(cd "$ROOT" && "$PY" -c 'import loopml.runtime.flowrun as f; print(f.FLOWS)' 2>/dev/null || echo "$ROOT/flows")"
 CYCLE="$FLOWS/cycle_flow.py"
 TRAIN="$FLOWS/train_flow.py"
 PARAMS=(--spec "$SPEC" --store "$STORE")

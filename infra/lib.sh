@@ -45,12 +45,12 @@ new_api_key() {
 # Needs loopml importable by $HOST_PYTHON (the project's venv).
 publish_registry() {
   local from="$1" to="$2" champion_of remote local_champion
-  champion_of='import sys; from loopml.registry import Registry; from loopml.storage import from_uri; print(Registry(from_uri(sys.argv[1])).alias() or "")'
-  "$HOST_PYTHON" -m loopml.cli publish --store "$from" --to "$to"
+  champion_of='import sys; from loopml.registry.registry import Registry; from loopml.storage import from_uri; print(Registry(from_uri(sys.argv[1])).alias() or "")'
+  "$HOST_PYTHON" -m loopml.cli.main publish --store "$from" --to "$to"
   remote="$("$HOST_PYTHON" -c "$champion_of" "$to")"
   local_champion="$("$HOST_PYTHON" -c "$champion_of" "$from")"
   if [[ -z "$remote" && -n "$local_champion" ]]; then
-    "$HOST_PYTHON" -m loopml.cli promote "$local_champion" --store "$to" --why "first deploy: the local champion of $from"
+    "$HOST_PYTHON" -m loopml.cli.main promote "$local_champion" --store "$to" --why "first deploy: the local champion of $from"
   elif [[ -n "$remote" ]]; then
     echo "remote champion stays version $remote (move it with: loopml promote N --store $to --why ...)"
   fi

@@ -57,7 +57,7 @@ def _store_uri(store: PathLike | None) -> str:
 def _day(value: date | str, name: str) -> date:
     if isinstance(value, date):
         return value
-    from loopml.scoring import parse_date
+    from loopml.dates import parse_date
 
     return parse_date(value, name)
 
@@ -73,8 +73,8 @@ def _range(start: date | str, end: date | str | None) -> tuple[date, date]:
 def train(spec: PathLike, *, store: PathLike | None = None, mode: str = "promote", until: str | None = None,
           data: str | None = None, show_output: bool = False) -> TrainResult:
     """Train, register and, if it passes the spec's gates, promote (``mode="challenger"``: gate against the
-    champion instead). Runs TrainFlow; raises :class:`loopml.flowrun.FlowFailed` when the flow fails."""
-    from loopml.flowrun import run_flow
+    champion instead). Runs TrainFlow; raises :class:`loopml.runtime.flowrun.FlowFailed` when the flow fails."""
+    from loopml.runtime.flowrun import run_flow
     from loopml.spec import load_spec
 
     if mode not in ("promote", "challenger"):
@@ -90,7 +90,7 @@ def train(spec: PathLike, *, store: PathLike | None = None, mode: str = "promote
 def score(spec: PathLike, start: date | str, end: date | str | None = None, *, store: PathLike | None = None,
           data: str | None = None, show_output: bool = False) -> ScoreResult:
     """Score the new data of [start, end] (end defaults to start) with the champion. Runs ScoreFlow."""
-    from loopml.flowrun import run_flow
+    from loopml.runtime.flowrun import run_flow
 
     first, last = _range(start, end)
     run = run_flow("score_flow", show_output, spec=str(spec), store=_store_uri(store), start=first, end=last,
@@ -102,7 +102,7 @@ def monitor(spec: PathLike, start: date | str, end: date | str | None = None, *,
             as_of: datetime | str | None = None, show_output: bool = False) -> MonitorResult:
     """Monitor [start, end] with NannyML: estimated and realized performance, drift, alerts, the retraining
     decision. Runs MonitorFlow; ``as_of`` is the run's "now" when replaying history."""
-    from loopml.flowrun import run_flow
+    from loopml.runtime.flowrun import run_flow
 
     first, last = _range(start, end)
     when = as_of.isoformat() if isinstance(as_of, datetime) else as_of
@@ -117,22 +117,22 @@ def run_cycle(spec: PathLike, day: date | str, *, store: PathLike | None = None,
               topic_arn: str | None = None) -> dict[str, Any]:
     """One scheduled cycle for ``day``, in order: score the ``days`` ending on it, monitor the window ending on
     it, and retrain and gate a challenger when the decision says so. Safe to repeat: a second run of the same
-    day changes nothing. Returns what the cycle did (:meth:`loopml.cycle.CycleResult.summary`)."""
-    from loopml import cycle
+    day changes nothing. Returns what the cycle did (:meth:`loopml.cycle.cycle.CycleResult.summary`)."""
+    from loopml.cycle.cycle import run_cycle
     from loopml.spec import load_spec
     from loopml.storage import from_uri
 
     options: dict[str, Any] = {"days": days, "as_of": as_of, "retrain": retrain, "topic_arn": topic_arn}
     if window_days is not None:
         options["window_days"] = window_days
-    result = cycle.run_cycle(from_uri(_store_uri(store)), load_spec(spec), _day(day, "day"), **options)
+    result = run_cycle(from_uri(_store_uri(store)), load_spec(spec), _day(day, "day"), **options)
     return result.summary()
 
 
 def promote(version: int, why: str, *, store: PathLike | None = None, force: bool = False) -> dict[str, Any]:
     """Make ``version`` the champion; the move is recorded in the ledger with ``why``. Returns the entry.
     A version failing its SHA-256 check or its gates is refused unless ``force`` (recorded as forced)."""
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import from_uri
 
     return Registry(from_uri(_store_uri(store))).promote(version, why=why, force=force)
@@ -142,7 +142,7 @@ def rollback(why: str, *, to: int | None = None, store: PathLike | None = None, 
              ) -> dict[str, Any]:
     """Put back the champion the current one replaced (or set version ``to``); recorded in the ledger.
     Returns the entry. A version failing its SHA-256 check or its gates is refused unless ``force``."""
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import from_uri
 
     return Registry(from_uri(_store_uri(store))).rollback(why=why, to=to, force=force)
@@ -150,7 +150,7 @@ def rollback(why: str, *, to: int | None = None, store: PathLike | None = None, 
 
 def status(*, store: PathLike | None = None) -> dict[str, Any]:
     """Champion, challenger, last monitoring run, open alerts and the last decision, as plain data."""
+    from loopml.cycle.status import status as store_status
     from loopml.storage import from_uri
-    from loopml.views import status as store_status
 
     return store_status(from_uri(_store_uri(store)))

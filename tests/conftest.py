@@ -19,12 +19,12 @@ import yaml
 
 os.environ.setdefault("METAFLOW_USER", "pytest")
 
-from loopml.demo_data import car_loan_frames, car_loan_spec  # noqa: E402
+from loopml.demo.data import car_loan_frames, car_loan_spec  # noqa: E402
 from loopml.modeling.evaluate import Evaluation  # noqa: E402
 from loopml.modeling.inprocess import InProcessRun, fit_in_process  # noqa: E402
 from loopml.modeling.register import register_version  # noqa: E402
 from loopml.modeling.tune import CandidateResult  # noqa: E402
-from loopml.registry import Registry  # noqa: E402
+from loopml.registry.registry import Registry  # noqa: E402
 from loopml.spec import ProblemSpec, load_spec, parse_spec  # noqa: E402
 from loopml.storage import Store  # noqa: E402
 

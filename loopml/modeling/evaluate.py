@@ -67,7 +67,7 @@ def evaluate(winner: CandidateResult, splits: Splits, spec: ProblemSpec, classes
     """Predict the test set once; metrics, fairness and the reference set all read those outputs.
     The training-time warnings about the data travel with the evaluation into the version record."""
     # here, not at the top: loopml.monitoring imports NannyML (about 2 s), which only this function needs
-    from loopml.monitoring.calibration import training_diagnostics
+    from loopml.modeling.calibration import training_diagnostics
 
     test = encode(splits.test, spec, classes)
     pred, proba = model_outputs(winner.pipeline, test.X, spec, classes)

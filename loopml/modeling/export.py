@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from loopml.predictor import OnnxPredictor, Schema
+from loopml.serving.predictor import OnnxPredictor, Schema
 
 PARITY_TOLERANCE = 1e-4  # ONNX Runtime computes in float32; trees see float32 in both (see features.py)
 

@@ -14,8 +14,8 @@ from loopml.modeling.select import Selection, select
 from loopml.modeling.split import Splits, make_splits
 from loopml.modeling.tune import CandidateResult, LatencyMeasure, encode, refit, schema_of, tune
 from loopml.modeling.windows import TrainingData, load_training_data
-from loopml.predictor import latency_ms
-from loopml.registry import Registry
+from loopml.registry.registry import Registry
+from loopml.serving.predictor import latency_ms
 from loopml.spec import ProblemSpec
 
 

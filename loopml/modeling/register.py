@@ -12,8 +12,8 @@ from loopml.modeling.lineage import check_traceable, code_version
 from loopml.modeling.select import Selection
 from loopml.modeling.tune import CandidateResult, schema_of
 from loopml.modeling.windows import TrainingData
-from loopml.predictor import Schema, example_rows, known_categories
-from loopml.registry import Registry
+from loopml.registry.registry import Registry
+from loopml.serving.predictor import Schema, example_rows, known_categories
 from loopml.spec import ProblemSpec
 
 
@@ -22,7 +22,7 @@ def version_meta(spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
                  as_of: datetime | None = None) -> dict[str, Any]:
     test = ev.reference
     schema = schema_of(spec, classes)
-    # serving's contract (loopml.predictor): known categories for the number/bool rule and the
+    # serving's contract (loopml.serving.predictor): known categories for the number/bool rule and the
     # OpenAPI enum, example rows from the reference set for the OpenAPI document
     schema = Schema(schema.task, schema.features, schema.classes,
                     {k: tuple(v) if v is not None else None for k, v in known_categories(data.frame, schema).items()})

@@ -14,11 +14,11 @@ from sklearn.base import clone
 from sklearn.model_selection import ParameterSampler
 from sklearn.pipeline import Pipeline
 
-from loopml.data.features import build_preprocessor, prepare
+from loopml.data import build_preprocessor, prepare
 from loopml.modeling.candidates import default_space, make_estimator
 from loopml.modeling.export import OnnxExport, to_joblib, to_onnx
 from loopml.modeling.metrics import score
-from loopml.predictor import OnnxPredictor, Predictor, Schema, SklearnPredictor, latency_ms
+from loopml.serving.predictor import OnnxPredictor, Predictor, Schema, SklearnPredictor, latency_ms
 from loopml.spec import Candidate, ProblemSpec
 
 # (predictor, rows) -> (p50, p99) in ms; injected by tests so that no outcome depends on this machine's speed

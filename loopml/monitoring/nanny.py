@@ -42,6 +42,7 @@ from nannyml.chunk import Chunker, CountBasedChunker, SizeBasedChunker
 from nannyml.thresholds import ConstantThreshold
 from scipy import stats
 
+from loopml.modeling.calibration import calibration_diagnostics
 from loopml.monitoring._prepare import (
     LATENCY,
     REQUEST_SHARE,
@@ -53,7 +54,6 @@ from loopml.monitoring._prepare import (
     prepare_piece,
     prepare_reference,
 )
-from loopml.monitoring.calibration import calibration_diagnostics
 from loopml.monitoring.chunks import Chunk, ChunkStream
 from loopml.monitoring.cost import cost_summary
 from loopml.monitoring.prices import prices as price_table

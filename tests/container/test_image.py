@@ -138,7 +138,7 @@ def cycled(images, moto_server, project) -> dict:
 
 
 def test_the_cycle_runs_in_order_inside_the_image(cycled, s3, project) -> None:
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import from_uri
 
     keys = list_keys(s3, f"{PREFIX}/")
@@ -162,7 +162,7 @@ def test_the_cycle_runs_in_order_inside_the_image(cycled, s3, project) -> None:
 def test_the_image_runs_as_a_non_root_user_without_build_tools(images) -> None:
     out = _ok(_sh(["podman", "run", "--rm", IMAGE, "sh", "-c",
                    "id -u; for t in pip pip3 gcc cc make apt-get; do command -v $t >/dev/null && echo has-$t; done; "
-                   "ls /var/lib/apt/lists | wc -l; python -c 'import loopml.flowrun as f; print(f.FLOWS)'"])).stdout
+                   "ls /var/lib/apt/lists | wc -l; python -c 'import loopml.runtime.flowrun as f; print(f.FLOWS)'"])).stdout
     lines = out.split()
     assert lines[0] != "0", out
     assert not [w for w in lines if w.startswith("has-") and w != "has-apt-get"], out  # apt-get is Debian's base
@@ -253,7 +253,7 @@ def test_the_scheduled_job_runs_the_next_cycle_from_an_eventbridge_event(cycled,
     """`sam local invoke CycleFunction` with SAM's own EventBridge scheduled event: the image's handler scores the
     day before the event's time, monitors the week ending on it and records a decision; the same event again (a
     Lambda retry) changes nothing in the store."""
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import from_uri
 
     if not SAM.exists():

@@ -68,11 +68,11 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
                                                            monkeypatch):
     import nannyml
 
-    from loopml.flowrun import run_flow
-    from loopml.registry import Registry
-    from loopml.schedule import replay
+    from loopml.cycle.replay import replay
+    from loopml.cycle.status import status
+    from loopml.registry.registry import Registry
+    from loopml.runtime.flowrun import run_flow
     from loopml.storage import from_uri
-    from loopml.views import status
 
     train, new, labels = car_loan
     _, analysis, _ = nannyml.load_synthetic_car_loan_dataset()

@@ -57,7 +57,7 @@ def _as_in_workflow(command: list[str]) -> None:
 def loopml(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """One pipeline step, `loopml …` in its own process as the workflow's `.venv/bin/loopml …`; must succeed."""
     _as_in_workflow(["loopml", *args])
-    proc = subprocess.run([sys.executable, "-m", "loopml.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "loopml.cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, "LOOPML_USER": "github-actions", **(env or {})}, timeout=900)
     assert proc.returncode == 0, f"loopml {shlex.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -112,7 +112,7 @@ def apis(built_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def project(tmp_path_factory) -> str:
     """project.yaml for `loopml train`: the car loan data in S3, one cheap candidate, no latency budget (timings
     must not decide whether a gate passes in a test)."""
-    from loopml.demo_data import car_loan_frames
+    from loopml.demo.data import car_loan_frames
 
     train = car_loan_frames()[0].sample(3000, random_state=2).sort_values("timestamp").reset_index(drop=True)
     data = {"train": put_parquet(boto3.client("s3"), "release-emulator/train.parquet", train)}
@@ -122,8 +122,8 @@ def project(tmp_path_factory) -> str:
 
 def test_the_pipeline_against_the_emulator_rolls_back_a_failed_release_by_itself(apis, project, linear_trained,
                                                                                  tmp_path) -> None:
-    from loopml.registry import CHAMPION, Registry
-    from loopml.release import releases
+    from loopml.registry.registry import CHAMPION, Registry
+    from loopml.release.records import releases
     from loopml.storage import from_uri
 
     cfn, lam = boto3.client("cloudformation"), boto3.client("lambda")

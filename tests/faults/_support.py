@@ -1,6 +1,6 @@
 """Fault-injection helpers for every stream's fault tests.
 
-* :func:`run_cli` / :func:`kill_at`: run ``python -m loopml.cli ...`` in a subprocess, optionally
+* :func:`run_cli` / :func:`kill_at`: run ``python -m loopml.cli.main ...`` in a subprocess, optionally
   SIGKILLed at a named point (``LOOPML_FAULT=<point>``, read by :func:`loopml.faults.point`, inert
   otherwise). A kill -9 at a chosen line, not an exception: no ``finally`` runs, as in production.
 * :class:`StallProxy`: a TCP proxy in front of a server (e.g. a moto ``ThreadedMotoServer``) that
@@ -40,7 +40,7 @@ def cli_env(extra: dict[str, str] | None = None, fault: str | None = None) -> di
 def run_cli(*argv: str, env: dict[str, str] | None = None, fault: str | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``loopml <argv>`` in a fresh interpreter; ``fault`` names the point where it is killed."""
-    return subprocess.run([sys.executable, "-m", "loopml.cli", *argv], env=cli_env(env, fault), text=True,
+    return subprocess.run([sys.executable, "-m", "loopml.cli.main", *argv], env=cli_env(env, fault), text=True,
                           capture_output=True, timeout=timeout)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from faults._support import REFUSE, STALL, MotoBehindProxy, kill_at, run_cli
-from loopml.doctor import examine
-from loopml.registry import CHALLENGER, CHAMPION, Registry, next_history
+from loopml.registry.doctor import examine
+from loopml.registry.registry import CHALLENGER, CHAMPION, Registry, next_history
 from loopml.storage import LocalStore, Store
 from loopml.storage.layout import version_dir
 
@@ -110,7 +110,7 @@ def test_a_plain_rollback_killed_after_the_swap_is_not_repeated_by_the_ledger(ta
 
 _REGISTER = """
 import sys
-from loopml.registry import Registry
+from loopml.registry.registry import Registry
 from loopml.storage import from_uri
 v = Registry(from_uri(sys.argv[1]), claim_grace=2.0).register({"model.joblib": b"m"}, {"name": "t"}, run_key="TrainFlow/42")
 print(v.number)

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loopml.predictions import MANIFEST, committed, prune, read_predictions
+from loopml.scoring.manifest import MANIFEST, committed, prune, read_predictions
 from loopml.storage import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SCORE = """
 import sys
 from datetime import date
-from loopml.scoring import score_range
+from loopml.scoring.batch import score_range
 from loopml.spec import load_spec
 from loopml.storage import LocalStore
 spec, store, uri = load_spec(sys.argv[1]), LocalStore(sys.argv[2]), sys.argv[3]
@@ -96,7 +96,7 @@ def test_killed_score_flow_exits_2_and_commits_nothing(trained, car_loan, car_lo
            "METAFLOW_DEFAULT_DATASTORE": "local", "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "mf")}
     for var in ("METAFLOW_DEFAULT_METADATA",):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "loopml.cli", "score", "--spec", str(car_loan_dir / "project.yaml"),
+    cmd = [sys.executable, "-m", "loopml.cli.main", "score", "--spec", str(car_loan_dir / "project.yaml"),
            "--store", str(store.root), "--start", "2018-01-01", "--end", "2020-12-31", "--data", str(data)]
     killed = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert killed.returncode == 2, killed.stderr[-2000:]

@@ -68,7 +68,7 @@ def make_smoke(url: str, *extra: str, key: str) -> subprocess.CompletedProcess[s
     env = {**os.environ, "LOOPML_API_KEY": key, "LOOPML_USER": "github-actions",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "smoke", f"URL={url}",
-                           f"LOOPML={sys.executable} -m loopml.cli", *extra],
+                           f"LOOPML={sys.executable} -m loopml.cli.main", *extra],
                           env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -136,14 +136,14 @@ def put_parquet(s3, key: str, df: pd.DataFrame) -> str:
 @pytest.fixture(scope="session")
 def car_loan():
     """NannyML's car loan data (shipped in the package): (train, new, labels), unmodified."""
-    from loopml.demo_data import car_loan_frames
+    from loopml.demo.data import car_loan_frames
 
     return car_loan_frames()
 
 
 def small_spec(data: dict[str, str], threshold: float = 0.9, **overrides) -> dict:
     """The demo's car loan spec, made cheap: one-iteration candidates, S3 data URIs."""
-    from loopml.demo_data import car_loan_spec
+    from loopml.demo.data import car_loan_spec
 
     spec = car_loan_spec("unused", threshold=threshold)
     spec["data"] = data

@@ -39,21 +39,21 @@ def project(moto_server, s3, car_loan, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(project):
-    from loopml.flowrun import run_flow
+    from loopml.runtime.flowrun import run_flow
 
     return run_flow("train_flow", show_output=False, spec=project["spec"], store=STORE)
 
 
 @pytest.fixture(scope="module")
 def scored(trained, project):
-    from loopml.flowrun import run_flow
+    from loopml.runtime.flowrun import run_flow
 
     return run_flow("score_flow", show_output=False, spec=project["spec"], store=STORE, start=NEW_START, end=NEW_END)
 
 
 def test_train_flow_registers_a_champion_with_lineage_in_s3(trained, project, s3):
     from loopml.data import fingerprint, load_frame, validate
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.spec import load_spec
     from loopml.storage import from_uri
 
@@ -106,8 +106,8 @@ def test_metaflow_datastore_is_moto_s3(trained, s3):
 
 
 def test_score_flow_writes_daily_partitions_and_reruns_do_not_duplicate(scored, project, s3):
-    from loopml.flowrun import run_flow
-    from loopml.predictions import MANIFEST, committed, read_predictions
+    from loopml.runtime.flowrun import run_flow
+    from loopml.scoring.manifest import MANIFEST, committed, read_predictions
     from loopml.storage import from_uri
 
     partitions = scored.data.partitions
@@ -138,7 +138,7 @@ def test_score_flow_writes_daily_partitions_and_reruns_do_not_duplicate(scored, 
 
 
 def test_monitor_flow_writes_results_report_with_estimates_drift_and_realized(scored, project, s3):
-    from loopml.flowrun import run_flow
+    from loopml.runtime.flowrun import run_flow
 
     m = run_flow("monitor_flow", show_output=False, spec=project["spec"], store=STORE, start=NEW_START, end=NEW_END,
                  as_of="2019-01-01T00:00:00+00:00")
@@ -179,7 +179,7 @@ def test_bad_spec_fails_before_the_flow_with_the_field_named_and_changes_nothing
     bad["metric"]["treshold"] = bad["metric"].pop("threshold")
     bad_path = write_spec(project["folder"] / "bad.yaml", bad)
     before = list_keys(s3, "")
-    proc = subprocess.run([sys.executable, "-m", "loopml.cli", "train", "--spec", bad_path, "--store", STORE],
+    proc = subprocess.run([sys.executable, "-m", "loopml.cli.main", "train", "--spec", bad_path, "--store", STORE],
                           capture_output=True, text=True, cwd=REPO, env={**moto_server["env"], **_base_env()}, timeout=120)
     assert proc.returncode != 0
     assert "features[2].type" in proc.stderr
@@ -190,7 +190,7 @@ def test_bad_spec_fails_before_the_flow_with_the_field_named_and_changes_nothing
 
 def test_bad_data_through_the_flow_fails_and_registers_nothing(trained, project, s3):
     """A valid spec whose training data breaks the schema: TrainFlow fails in its first step."""
-    from loopml.flowrun import FlowFailed, run_flow
+    from loopml.runtime.flowrun import FlowFailed, run_flow
 
     broken = project["train"].copy()
     broken["car_value"] = "a lot"
@@ -222,8 +222,8 @@ def test_same_file_same_fingerprint_local_or_s3(project, s3, tmp_path):
 
 def test_experiments_are_queryable_through_metaflow(trained):
     """`loopml runs` reads Metaflow's own metadata: the run, its data fingerprint, parameters, metrics."""
+    from loopml.cycle.status import compare, training_runs
     from loopml.storage import from_uri
-    from loopml.views import compare, training_runs
 
     runs = {r["run"]: r for r in training_runs(limit=50)}
     row = runs[trained.pathspec]

@@ -40,7 +40,7 @@ KEY = "release-test-key"
 
 def loopml(*args: str) -> int:
     """One pipeline step: the `loopml` command, in process (its flows still run as Metaflow subprocesses)."""
-    from loopml.cli import main
+    from loopml.cli.main import main
 
     try:
         return main(list(args))
@@ -60,7 +60,7 @@ class ApiThread:
 
         from handlers.app import create_app
         from handlers.deps import build_deps
-        from loopml.demo import free_port
+        from loopml.demo.demo import free_port
         from loopml.settings import Settings
 
         settings = Settings(store=store_uri, api_key_sha256=hashlib.sha256(api_key.encode()).hexdigest())
@@ -95,8 +95,8 @@ def project(moto_server, s3, car_loan, tmp_path_factory):
 
 
 def test_the_pipeline_in_order_ends_with_a_rollback_of_model_and_function(project, trained, moto_server, monkeypatch):
-    from loopml.registry import CHAMPION, Registry
-    from loopml.release import releases
+    from loopml.registry.registry import CHAMPION, Registry
+    from loopml.release.records import releases
     from loopml.storage import from_uri
 
     monkeypatch.setenv("LOOPML_MODEL_TTL_SECONDS", "0.2")  # the APIs re-read the alias almost at once

@@ -34,7 +34,7 @@ def project(moto_server, s3, car_loan, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(project):
-    from loopml.flowrun import run_flow
+    from loopml.runtime.flowrun import run_flow
 
     return run_flow("train_flow", show_output=False, spec=project["spec"], store=STORE)
 
@@ -42,7 +42,7 @@ def trained(project):
 def test_train_flow_end_run_twice_registers_one_version(trained, project, monkeypatch):
     from metaflow import Runner
 
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import from_uri
 
     registry = Registry(from_uri(STORE))
@@ -63,7 +63,7 @@ def aws(moto_server):
     """SNS topic → SQS queue (to count messages) and this project's deployed TrainFlow state machine."""
     import boto3
 
-    from loopml.triggers import deployed_name
+    from loopml.retraining.triggers import deployed_name
 
     sns, sqs, sfn = boto3.client("sns"), boto3.client("sqs"), boto3.client("stepfunctions")
     topic = sns.create_topic(Name="retry-alerts")["TopicArn"]
@@ -90,8 +90,8 @@ def _messages(aws) -> int:
 def test_monitor_flow_run_twice_alerts_publishes_decides_and_retrains_once(trained, project, aws):
     from datetime import date
 
-    from loopml.flowrun import FlowFailed, run_flow
-    from loopml.scoring import score_range
+    from loopml.runtime.flowrun import FlowFailed, run_flow
+    from loopml.scoring.batch import score_range
     from loopml.spec import load_spec
     from loopml.storage import from_uri
 
@@ -124,8 +124,8 @@ def test_cycle_flow_retrain_on_starts_this_projects_trainflow_once(trained, proj
     training in process; the same day's cycle run again resumes its claim and starts nothing new."""
     from datetime import UTC, date, datetime
 
-    from loopml.flowrun import FlowFailed, run_flow
-    from loopml.retraining import record_outcome
+    from loopml.retraining.claims import record_outcome
+    from loopml.runtime.flowrun import FlowFailed, run_flow
     from loopml.storage import from_uri
 
     # the retraining the MonitorFlow test started has finished (its TrainFlow records this): none in flight

@@ -46,7 +46,7 @@ def wait_until(condition, timeout: float, what: str) -> None:
 @pytest.fixture
 def slow_project(tmp_path: Path, car_loan):
     """A training that takes minutes (many large forests), so it is surely running when stopped."""
-    from loopml.demo_data import car_loan_spec
+    from loopml.demo.data import car_loan_spec
 
     train = car_loan[0]
     train.sample(3000, random_state=0).sort_values("timestamp").to_parquet(tmp_path / "train.parquet", index=False)
@@ -64,7 +64,7 @@ def slow_project(tmp_path: Path, car_loan):
 
 
 def start_train(p: dict, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "loopml.cli", "train", "--spec", p["spec"], "--store", str(p["store"]),
+    return subprocess.Popen([sys.executable, "-m", "loopml.cli.main", "train", "--spec", p["spec"], "--store", str(p["store"]),
                              *extra], cwd=p["dir"], env=p["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

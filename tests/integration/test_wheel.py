@@ -101,7 +101,7 @@ def test_installed_loopml_trains_and_scores_from_an_empty_folder(venv: Path, tmp
     env = _clean_env(tmp_path)
     loopml = str(venv / "bin" / "loopml")
 
-    where = _run([str(venv / "bin" / "python"), "-c", "import loopml, loopml.flowrun as f; print(loopml.__file__); "
+    where = _run([str(venv / "bin" / "python"), "-c", "import loopml, loopml.runtime.flowrun as f; print(loopml.__file__); "
                   "print(f.FLOWS)"], work, env).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where  # the installed package, not the checkout
 

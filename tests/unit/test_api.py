@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import loopml
-from loopml.registry import Registry, RegistryError
+from loopml.registry.registry import Registry, RegistryError
 from loopml.storage import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from mangum import Mangum
 from handlers.app import create_app
 from handlers.body import BodyError, bad_base64, parse_json
 from handlers.deps import build_deps
-from loopml.predictor import FLOAT32_MAX
+from loopml.serving.predictor import FLOAT32_MAX
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loopml.cli import main
-from loopml.registry import Registry
+from loopml.cli.main import main
+from loopml.registry.registry import Registry
 from loopml.storage import LocalStore
 
 
@@ -117,12 +117,12 @@ def test_a_bad_deadline_is_refused_by_the_parser(capsys):
 
 
 def test_an_unexpected_error_is_one_line_and_exit_1_with_the_traceback_behind_debug(capsys, monkeypatch, tmp_path):
-    import loopml.views
+    import loopml.cycle.status
 
     def broken(store):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(loopml.views, "status", broken)
+    monkeypatch.setattr(loopml.cycle.status, "status", broken)
     code, _, err = run_cli(capsys, "status", "--store", str(tmp_path))
     assert code == 1 and err.strip() == ("loopml status: internal error: ZeroDivisionError: a bug "
                                          "(run again with --debug for the traceback)")
@@ -131,12 +131,12 @@ def test_an_unexpected_error_is_one_line_and_exit_1_with_the_traceback_behind_de
 
 
 def test_the_deadline_stops_an_in_process_command(capsys, monkeypatch, tmp_path):
-    import loopml.views
+    import loopml.cycle.status
 
     def stalls(store):
         time.sleep(30)  # e.g. an endpoint that accepts connections and never answers
 
-    monkeypatch.setattr(loopml.views, "status", stalls)
+    monkeypatch.setattr(loopml.cycle.status, "status", stalls)
     started = time.monotonic()
     code, _, err = run_cli(capsys, "status", "--store", str(tmp_path), "--deadline", "0.5")
     assert code == 124 and time.monotonic() - started < 5
@@ -144,9 +144,9 @@ def test_the_deadline_stops_an_in_process_command(capsys, monkeypatch, tmp_path)
 
 
 def test_the_deadline_can_come_from_the_environment(capsys, monkeypatch, tmp_path):
-    import loopml.views
+    import loopml.cycle.status
 
-    monkeypatch.setattr(loopml.views, "status", lambda store: time.sleep(30))
+    monkeypatch.setattr(loopml.cycle.status, "status", lambda store: time.sleep(30))
     monkeypatch.setenv("LOOPML_DEADLINE_SECONDS", "0.3")
     code, _, err = run_cli(capsys, "status", "--store", str(tmp_path))
     assert code == 124 and "the deadline of 0.3 s passed" in err
@@ -226,7 +226,7 @@ def test_the_store_is_untouched_by_a_failed_check(project, capsys):
 def test_train_prints_its_test_metrics_and_warnings(monkeypatch, capsys, project):
     """The end of `loopml train`: warnings, held-out metrics, the version (the flow itself is faked here;
     tests/integration runs the real one)."""
-    import loopml.flowrun
+    import loopml.runtime.flowrun
 
     class Data:
         warnings = [{"kind": "id_like", "column": "ticket", "message": "feature 'ticket' looks like an identifier"}]
@@ -237,7 +237,7 @@ def test_train_prints_its_test_metrics_and_warnings(monkeypatch, capsys, project
     class Run:
         data, pathspec = Data(), "TrainFlow/1"
 
-    monkeypatch.setattr(loopml.flowrun, "run_flow", lambda *a, **k: Run())
+    monkeypatch.setattr(loopml.runtime.flowrun, "run_flow", lambda *a, **k: Run())
     path, _, folder = project
     code, out, _ = run_cli(capsys, "train", "--spec", str(path), "--store", str(folder / "store"))
     assert code == 0
@@ -249,7 +249,7 @@ def test_train_prints_its_test_metrics_and_warnings(monkeypatch, capsys, project
 def test_runs_lists_a_run_whose_results_cannot_be_read(monkeypatch, capsys):
     """A run whose datastore moved (or that failed, or is still running) is listed with the reason,
     instead of ending `loopml runs` in a traceback."""
-    import loopml.views
+    import loopml.cycle.status
 
     class Data:
         data_fingerprint, params, metrics, version = "f" * 64, {"C": 1.0}, {"roc_auc": 0.9}, 2
@@ -267,8 +267,8 @@ def test_runs_lists_a_run_whose_results_cannot_be_read(monkeypatch, capsys):
         def successful(self):
             raise FileNotFoundError("/old/place/.metaflow/TrainFlow/1/end/5/0.data.json")
 
-    monkeypatch.setattr(loopml.views, "training_runs", lambda limit: [loopml.views.run_row(Good()),
-                                                                     loopml.views.run_row(Moved())])
+    monkeypatch.setattr(loopml.cycle.status, "training_runs", lambda limit: [loopml.cycle.status.run_row(Good()),
+                                                                     loopml.cycle.status.run_row(Moved())])
     code, out, err = run_cli(capsys, "runs")
     assert code == 0, err
     good, moved = out.splitlines()

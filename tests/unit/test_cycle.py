@@ -1,11 +1,11 @@
-"""The scheduled cycle in process (loopml.cycle.run_cycle): in order, and a re-run changes nothing."""
+"""The scheduled cycle in process (loopml.cycle.cycle.run_cycle): in order, and a re-run changes nothing."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from loopml.cycle import describe, replay_as_of, run_cycle
-from loopml.registry import Registry
+from loopml.cycle.cycle import describe, replay_as_of, run_cycle
+from loopml.registry.registry import Registry
 from loopml.storage import MemoryStore, from_uri
 
 DAY = date(2019, 3, 31)

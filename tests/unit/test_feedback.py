@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 
 from handlers.app import create_app
 from handlers.deps import build_deps
-from loopml.predictor import Schema
-from loopml.serving import BLOCK, PredictionLog, check_labels, record_feedback
+from loopml.serving.feedback import check_labels, record_feedback
+from loopml.serving.prediction_log import BLOCK, PredictionLog
+from loopml.serving.predictor import Schema
 from loopml.storage import MemoryStore
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
 

@@ -15,7 +15,7 @@ from handlers.app import create_app
 from handlers.deps import build_deps
 from loopml.modeling.gates import gates
 from loopml.modeling.register import register_version
-from loopml.registry import CHAMPION, Registry
+from loopml.registry.registry import CHAMPION, Registry
 from loopml.spec import parse_spec
 from loopml.storage import MemoryStore
 

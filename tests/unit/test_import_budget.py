@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loopml.registry import Registry
+from loopml.registry.registry import Registry
 from loopml.storage import LocalStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,7 @@ READ_ONLY_HEAVY = ("pandas", "numpy", "sklearn", "scipy", "pyarrow", "nannyml", 
                    "fastapi", "pydantic_settings")
 CLI_CHILD = """
 import json, sys
-from loopml.cli import main
+from loopml.cli.main import main
 
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "loaded": sorted(m for m in HEAVY if m in sys.modules)}))
@@ -115,10 +115,10 @@ def test_the_core_imports_neither_handlers_nor_flows() -> None:
 
 
 def test_the_cli_runs_as_a_script_without_shadowing_the_standard_library() -> None:
-    """`python loopml/cli.py` puts loopml/ first on sys.path: no module there may shadow the stdlib
+    """`python loopml/cli/main.py` puts loopml/cli/ first on sys.path: no module there may shadow the stdlib
     (loopml/inspect.py did, and --help crashed)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "loopml/cli.py", "--help"], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "loopml/cli/main.py", "--help"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "usage: loopml" in proc.stdout

@@ -1,11 +1,11 @@
-"""Monitoring inputs (loopml.labels): late labels and the API's prediction log, read back from the store."""
+"""Monitoring inputs (loopml.scoring.labels): late labels and the API's prediction log, read back from the store."""
 
 import json
 
 import pandas as pd
 
-from loopml.labels import analysis_window, load_labels, read_prediction_log
-from loopml.serving import PredictionLog
+from loopml.scoring.labels import analysis_window, load_labels, read_prediction_log
+from loopml.serving.prediction_log import PredictionLog
 from loopml.spec import parse_spec
 from loopml.storage import MemoryStore
 

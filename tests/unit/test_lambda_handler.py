@@ -17,7 +17,7 @@ from mangum import Mangum
 
 from handlers.app import create_app
 from handlers.deps import ApiDeps, build_deps
-from loopml.registry import CHAMPION, Registry
+from loopml.registry.registry import CHAMPION, Registry
 from loopml.settings import Settings
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
 from loopml.storage.s3 import S3Store

@@ -12,8 +12,8 @@ from loopml.modeling.gates import gates
 from loopml.modeling.select import select
 from loopml.modeling.split import split
 from loopml.modeling.tune import encode, schema_of, tune
-from loopml.predictor import OnnxPredictor
-from loopml.registry import CHAMPION, Registry
+from loopml.registry.registry import CHAMPION, Registry
+from loopml.serving.predictor import OnnxPredictor
 from loopml.spec import Candidate, parse_spec
 from loopml.storage import MemoryStore
 
@@ -250,8 +250,8 @@ def _nannyml_task(task: str, tmp_path):
 @pytest.mark.parametrize("task", ["regression", "multiclass"])
 def test_regression_and_multiclass_train_export_and_serve(task, tmp_path):
     from loopml.modeling.inprocess import train_in_process
-    from loopml.registry import Registry
-    from loopml.serving import load_predictor
+    from loopml.registry.registry import Registry
+    from loopml.serving.server import load_predictor
     from loopml.storage import MemoryStore
 
     spec, train, feats = _nannyml_task(task, tmp_path)

@@ -529,7 +529,7 @@ def test_data_quality_problems_are_alert_kinds_of_their_own() -> None:
 
 
 def test_calibration_diagnostics_tell_calibrated_from_overconfident() -> None:
-    from loopml.monitoring.calibration import calibration_diagnostics, training_diagnostics
+    from loopml.modeling.calibration import calibration_diagnostics, training_diagnostics
 
     rng = np.random.default_rng(0)
     p = rng.uniform(0, 1, 20_000)
@@ -633,9 +633,9 @@ def test_the_run_prices_its_api_traffic_and_alerts_over_budget() -> None:
 def test_api_latency_travels_from_the_prediction_log_to_monitoring(tmp_path) -> None:
     from datetime import date
 
-    from loopml.labels import read_prediction_log
-    from loopml.predictor import Outputs
-    from loopml.serving import PredictionLog, prediction_records
+    from loopml.scoring.labels import read_prediction_log
+    from loopml.serving.prediction_log import PredictionLog, prediction_records
+    from loopml.serving.predictor import Outputs
     from loopml.storage import from_uri
 
     store = from_uri(str(tmp_path / "store"))

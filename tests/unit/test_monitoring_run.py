@@ -1,4 +1,4 @@
-"""A monitoring run recorded in the store (loopml.monitoring_run): safe to retry and re-run, and
+"""A monitoring run recorded in the store (loopml.cycle.monitoring_run): safe to retry and re-run, and
 missing data is an alert, not an all-clear."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from html import escape
 
 import pytest
 
-from loopml.monitoring_run import run_monitoring
-from loopml.registry import Registry
-from loopml.scoring import score_range
+from loopml.cycle.monitoring_run import run_monitoring
+from loopml.cycle.status import status
+from loopml.registry.registry import Registry
+from loopml.scoring.batch import score_range
 from loopml.storage import MemoryStore
-from loopml.views import status
 
 NOW = datetime(2019, 4, 1, tzinfo=UTC)
 START, END = date(2019, 1, 1), date(2019, 3, 31)
@@ -144,7 +144,7 @@ def test_model_age_counts_from_registration_not_its_newest_training_row(trained,
 
 
 def test_status_prints_an_empty_window_and_the_alerts_it_kept_open(trained, spec, strict, tmp_path, capsys):
-    from loopml.cli import main
+    from loopml.cli.main import main
     from loopml.storage import from_uri
 
     store = from_uri(str(tmp_path / "store"))

@@ -51,7 +51,7 @@ def _makefile_targets() -> set[str]:
 
 
 def _loopml_commands() -> dict[str, set[str]]:
-    from loopml.cli import parser
+    from loopml.cli.main import parser
 
     top = next(a for a in parser()._actions if a.dest == "command")
     release = next(a for a in top.choices["release"]._actions if a.dest == "release_command")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loopml.registry import CHAMPION, IntegrityError, Registry, RegistryError, sha256
-from loopml.serving import load_predictor
+from loopml.registry.registry import CHAMPION, IntegrityError, Registry, RegistryError, sha256
+from loopml.serving.server import load_predictor
 from loopml.storage import MemoryStore
 from loopml.storage.layout import version_dir
 
@@ -345,7 +345,7 @@ class _Barrier(MemoryStore):
 def test_two_concurrent_promotes_exactly_one_wins():
     from concurrent.futures import ThreadPoolExecutor
 
-    from loopml.registry import ConcurrentMove
+    from loopml.registry.registry import ConcurrentMove
 
     store = _Barrier()
     reg = Registry(store)
@@ -399,7 +399,7 @@ def test_a_version_that_failed_its_gates_needs_force(registry):
 
 
 def test_promoting_the_challenger_clears_the_challenger_alias(three):
-    from loopml.registry import CHALLENGER
+    from loopml.registry.registry import CHALLENGER
 
     three.promote(1, why="first")
     three.set_alias(CHALLENGER, 2, why="shadow", action="challenger")

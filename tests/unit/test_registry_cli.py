@@ -1,4 +1,4 @@
-"""The registry's commands end to end through ``loopml.cli.main``: promote/rollback refusals and
+"""The registry's commands end to end through ``loopml.cli.main.main``: promote/rollback refusals and
 --force, doctor and its repairs, publish to S3 (moto), and one-line errors that name the object."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from loopml.cli import main
-from loopml.registry import CHALLENGER, CHAMPION, Registry
+from loopml.cli.main import main
+from loopml.registry.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import LocalStore
 from loopml.storage.layout import alias_key, ledger_key, version_dir
 

@@ -16,19 +16,12 @@ from typing import Any
 
 import pytest
 
-from loopml.registry import CHAMPION, Registry
-from loopml.release import (
-    RELEASES,
-    ReleaseError,
-    _check_answer,
-    check,
-    promote,
-    read_stack,
-    releases,
-    rollback,
-    rollback_function,
-    smoke_row,
-)
+from loopml.registry.registry import CHAMPION, Registry
+from loopml.release.aws import read_stack, rollback_function
+from loopml.release.checks import check
+from loopml.release.records import RELEASES, ReleaseError, releases
+from loopml.release.smoke import _check_answer, smoke_row
+from loopml.release.steps import promote, rollback
 from loopml.storage import MemoryStore
 
 PASSED = {"passes": True, "reasons": []}
@@ -70,7 +63,7 @@ def test_check_gives_every_reason_a_version_must_not_ship(store):
 
 
 def test_check_names_a_version_that_is_not_there(store):
-    from loopml.registry import RegistryError
+    from loopml.registry.registry import RegistryError
 
     with pytest.raises(RegistryError, match="no version 7"):
         check(store, 7)
@@ -210,7 +203,7 @@ def test_smoke_answer_checks():
 
 
 def test_release_cli_check_exits_1_with_reasons_and_2_on_a_bad_version(tmp_path, capsys, monkeypatch):
-    from loopml.cli import main
+    from loopml.cli.main import main
     from loopml.storage import from_uri
 
     folder = from_uri(str(tmp_path / "store"))

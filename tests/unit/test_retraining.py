@@ -1,4 +1,4 @@
-"""Retraining (loopml.retraining, loopml.triggers): the challenger gate, claims with cooldown and in-flight
+"""Retraining (loopml.retraining.claims, loopml.retraining.triggers): the challenger gate, claims with cooldown and in-flight
 checks, the window's data file, and starting a deployed TrainFlow."""
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from loopml.registry import CHALLENGER, Registry
-from loopml.retraining import challenge, claim_retraining, compare_on_recent, record_outcome, retraining_data
+from loopml.registry.registry import CHALLENGER, Registry
+from loopml.retraining.challenge import challenge, compare_on_recent
+from loopml.retraining.claims import claim_retraining, record_outcome
+from loopml.retraining.data import retraining_data
 from loopml.storage import MemoryStore
 
 
 def scored_store(trained, spec) -> MemoryStore:
     """A store with a champion (v1) and every new row scored by it; labels come from the spec's file."""
-    from loopml.scoring import score_range
+    from loopml.scoring.batch import score_range
 
     store = MemoryStore()
     trained.register(store)
@@ -147,7 +149,7 @@ def test_retraining_data_is_never_overwritten(trained, spec):
 
 # ------------------------------------------------------------------------------------ triggers
 def test_deployed_names_follow_the_project_and_branch():
-    from loopml.triggers import deployed_name
+    from loopml.retraining.triggers import deployed_name
 
     assert deployed_name("step-functions", "loopml", "prod") == "loopml.prod.TrainFlow"
     assert deployed_name("step-functions", "loopml", "test.staging") == "loopml.test.staging.TrainFlow"
@@ -159,7 +161,7 @@ def test_retraining_on_aws_starts_the_deployed_trainflow(trained, spec, aws_env)
     import boto3
     from moto import mock_aws
 
-    from loopml.triggers import start_step_functions_retraining
+    from loopml.retraining.triggers import start_step_functions_retraining
 
     store = scored_store(trained, spec)
     name = "loopml.prod.TrainFlow"

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from handlers.app import create_app
 from handlers.deps import build_deps
 from handlers.observability import emf_record
-from loopml.registry import Registry
-from loopml.rollout import CANDIDATE, Rollout
-from loopml.serving import ModelServer
+from loopml.registry.registry import Registry
+from loopml.serving.rollout import CANDIDATE, Rollout
+from loopml.serving.server import ModelServer
 from loopml.storage import MemoryStore
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopml.data.validate import DataError
-from loopml.predictions import (
+from loopml.data import DataError
+from loopml.scoring.batch import NothingToScore, score_range
+from loopml.scoring.manifest import (
     MANIFEST,
     WouldTruncate,
     committed,
@@ -23,7 +24,6 @@ from loopml.predictions import (
     read_manifest,
     read_predictions,
 )
-from loopml.scoring import NothingToScore, score_range
 from loopml.spec import ProblemSpec, parse_spec
 from loopml.storage import LocalStore, MemoryStore, Store
 

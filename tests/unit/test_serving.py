@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 
 from handlers.app import create_app
 from handlers.deps import build_deps
-from loopml.registry import Registry
-from loopml.serving import ModelServer, PredictionLog, record_feedback
+from loopml.registry.registry import Registry
+from loopml.serving.feedback import record_feedback
+from loopml.serving.prediction_log import PredictionLog
+from loopml.serving.server import ModelServer
 from loopml.settings import Settings
 from loopml.storage import MemoryStore
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
@@ -334,7 +336,7 @@ def test_store_errors_keep_the_current_model(linear_trained, store, registry):
 
 
 def test_flush_if_due_writes_only_records_that_waited_long_enough():
-    from loopml.serving import PredictionLog
+    from loopml.serving.prediction_log import PredictionLog
     from loopml.storage import MemoryStore
 
     store = MemoryStore()

@@ -76,7 +76,7 @@ def test_the_served_model_is_refit_on_train_and_valid_while_test_stays_held_out(
     """A category first seen in the validation period is known to the served model; the test split
     (NannyML's reference, the challenger's held-out ground) is exactly the newest 20%."""
     from loopml.modeling.inprocess import fit_in_process
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
     from loopml.storage import MemoryStore
 
     df = pd.concat([frame] * 2, ignore_index=True)

@@ -21,8 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from loopml.registry import Registry
-from loopml.serving import LoadedModel, ModelServer
+from loopml.registry.registry import Registry
+from loopml.serving.server import LoadedModel, ModelServer
 
 log = logging.getLogger("loopml.rollout")
 

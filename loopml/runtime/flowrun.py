@@ -164,7 +164,7 @@ def _is_user_error(type_name: str) -> bool:
         cls = getattr(importlib.import_module(module), name)
     except Exception:
         return module.startswith(("botocore", "boto3", "awswrangler"))
-    from loopml.registry import RegistryError
+    from loopml.registry.registry import RegistryError
     from loopml.storage import KeyNotFound
 
     return issubclass(cls, ValueError | OSError | RegistryError | KeyNotFound) or module.startswith(("botocore", "boto3"))

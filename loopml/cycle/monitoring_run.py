@@ -22,13 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-from loopml.labels import attach_labels, load_labels, scored_window
+from loopml.modeling.calibration import REFERENCE_WARNINGS
 from loopml.monitoring import Alert, decide_retraining, evaluate_alerts, monitor, publish_alerts, render_report
 from loopml.monitoring.alerts import DATA_KINDS
-from loopml.monitoring.calibration import REFERENCE_WARNINGS
-from loopml.predictions import committed
-from loopml.registry import ModelVersion, Registry
-from loopml.retraining import Retrainer, start_once
+from loopml.registry.registry import ModelVersion, Registry
+from loopml.retraining.claims import Retrainer, start_once
+from loopml.scoring.labels import attach_labels, load_labels, scored_window
+from loopml.scoring.manifest import committed
 from loopml.spec import ProblemSpec
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import ALERTS, DECISIONS, LATEST_RUN, MONITORING, NOTIFIED
@@ -219,9 +219,9 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
                    run_key: str | None = None) -> MonitoringRun:
     """One monitoring run over [start, end] (dates, inclusive), recorded in the store.
 
-    ``on_retrain(end)`` starts a retraining elsewhere (e.g. :func:`loopml.triggers.start_retraining`)
+    ``on_retrain(end)`` starts a retraining elsewhere (e.g. :func:`loopml.retraining.triggers.start_retraining`)
     when the decision says so; it is called only when this run wins the window's retraining claim
-    (see :mod:`loopml.retraining`), keyed by ``run_key`` (default: the run's window and version).
+    (see :mod:`loopml.retraining.claims`), keyed by ``run_key`` (default: the run's window and version).
     """
     now = now or datetime.now(UTC)
     registry = Registry(store)

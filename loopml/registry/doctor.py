@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loopml.registry import CHALLENGER, CHAMPION, AliasState, Registry, RegistryError, real_moves
+from loopml.registry.registry import CHALLENGER, CHAMPION, AliasState, Registry, RegistryError, real_moves
 from loopml.storage import CorruptObject, KeyNotFound, LocalStore, Store
 from loopml.storage.layout import LEDGER, LEDGER_VOID, RUNS, VERSIONS, alias_key, ledger_key, version_dir
 
@@ -98,7 +98,7 @@ def _rewrite_alias(registry: Registry, state: AliasState) -> Callable[[], str]:
 
 
 def _clear_challenger(registry: Registry, state: AliasState, champion: int) -> str:
-    from loopml.registry import ConcurrentMove
+    from loopml.registry.registry import ConcurrentMove
 
     try:
         registry._move(state, None, f"doctor: version {champion} is the champion", "clear", "loopml-doctor")

@@ -2,7 +2,7 @@
 
 New data is read in bounded batches and scored into local scratch files by date; only when every row
 has been read and validated does the run write one object per date and publish them all at once through
-the predictions manifest (:mod:`loopml.predictions`). A run commits all its dates or none, a date's
+the predictions manifest (:mod:`loopml.scoring.manifest`). A run commits all its dates or none, a date's
 existing rows are merged by id (never silently truncated), and a killed run leaves nothing readers see.
 """
 
@@ -12,7 +12,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 
@@ -25,30 +25,16 @@ from loopml.data.features import prepare
 from loopml.data.load import Source, iter_frames, sources
 from loopml.data.validate import DataError, canonical_ids
 from loopml.modeling.evaluate import with_predictions
-from loopml.predictions import commit, new_run_id, prune, read_predictions
-from loopml.predictor import MISSING, OnnxPredictor, Predictor, Schema
-from loopml.registry import ModelVersion, Registry
-from loopml.serving import load_predictor
+from loopml.registry.registry import ModelVersion, Registry
+from loopml.scoring.manifest import commit, new_run_id, prune
+from loopml.serving.predictor import MISSING, OnnxPredictor, Predictor, Schema
+from loopml.serving.server import load_predictor
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
-
-__all__ = ["score_range", "ScoreResult", "NothingToScore", "predict_frame", "column_feeds", "read_predictions",
-           "parse_date", "yesterday"]
 
 log = logging.getLogger("loopml.scoring")
 
 BATCH_ROWS = 200_000
-
-
-def parse_date(value: str, field: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{field}: expected a date like 2019-01-31, got {value!r}") from None
-
-
-def yesterday() -> date:
-    return datetime.now(UTC).date() - timedelta(days=1)
 
 
 def column_feeds(X: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray]:
@@ -198,7 +184,7 @@ def score_range(store: Store, spec: ProblemSpec, start: date, end: date, uri: st
                 progress: Callable[[str], None] | None = None, *, replace: bool = False, run_id: str | None = None,
                 on_object: Callable[[str], None] | None = None) -> ScoreResult:
     """Score every row of the new data that falls in [start, end] (dates, inclusive), then commit all its
-    dates at once (:mod:`loopml.predictions`): a date's existing rows are merged by the spec's id; without
+    dates at once (:mod:`loopml.scoring.manifest`): a date's existing rows are merged by the spec's id; without
     an id, a date that already holds predictions is refused unless ``replace``."""
     uri = uri or spec.data.new
     if not uri:

@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loopml import faults
+from loopml.registry.records import VersionRecord
 from loopml.storage import CorruptObject, KeyNotFound, Store
 from loopml.storage.base import encode_json
 from loopml.storage.layout import ALIASES, LEDGER, VERSIONS, alias_key, ledger_key, run_key_path, version_dir
-from loopml.version_record import VersionRecord
 
 if TYPE_CHECKING:
     import pandas as pd

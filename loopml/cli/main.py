@@ -42,7 +42,7 @@ def _store(args: argparse.Namespace, existing: bool = False):
 
 
 def _dates(args: argparse.Namespace) -> tuple[date, date]:
-    from loopml.scoring import parse_date
+    from loopml.dates import parse_date
 
     start = parse_date(args.start, "--start")
     end = parse_date(args.end, "--end") if args.end else start
@@ -53,7 +53,7 @@ def _dates(args: argparse.Namespace) -> tuple[date, date]:
 
 def flow_output(args: argparse.Namespace):
     """Where a flow's own output goes: all of it with --debug, else Metaflow's progress lines only."""
-    from loopml.flowrun import progress_only
+    from loopml.runtime.flowrun import progress_only
 
     stream = sys.stdout  # bound now: run_flow stands in for sys.stdout while the flow runs
 
@@ -77,8 +77,8 @@ def _as_of(text: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from loopml.flowrun import run_flow
-    from loopml.preflight import check_train
+    from loopml.runtime.flowrun import run_flow
+    from loopml.runtime.preflight import check_train
     from loopml.spec import load_spec
 
     spec = load_spec(args.spec)  # fail here, with the field named, before a flow starts
@@ -95,14 +95,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
 
     entry = Registry(_store(args)).promote(args.version, why=args.why, force=args.force)
     echo(f"champion: {entry['from']} -> {entry['to']} ({entry['why']}){_forced(entry)}")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
 
     entry = Registry(_store(args)).rollback(why=args.why, to=args.to, force=args.force)
     echo(f"champion rolled back: {entry['from']} -> {entry['to']} ({entry['why']}){_forced(entry)}")
@@ -113,7 +113,7 @@ def _forced(entry: dict[str, Any]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
-    from loopml.doctor import DoctorFound, examine
+    from loopml.registry.doctor import DoctorFound, examine
 
     store = _store(args, existing=True)
     findings = examine(store, repair=args.repair, grace_seconds=args.grace_hours * 3600)
@@ -128,7 +128,7 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from loopml.publish import publish
+    from loopml.registry.publish import publish
     from loopml.storage import from_uri
 
     source, dest = _store(args, existing=True), from_uri(args.to)
@@ -138,9 +138,9 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_rollout(args: argparse.Namespace) -> None:
-    """Gradual promotion: the API sends a share of requests to the candidate alias (loopml.rollout)."""
-    from loopml.registry import Registry
-    from loopml.rollout import CANDIDATE
+    """Gradual promotion: the API sends a share of requests to the candidate alias (loopml.serving.rollout)."""
+    from loopml.registry.registry import Registry
+    from loopml.serving.rollout import CANDIDATE
 
     registry = Registry(_store(args))
     if args.action == "start":
@@ -169,8 +169,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from loopml.flowrun import run_flow
-    from loopml.preflight import check_score
+    from loopml.runtime.flowrun import run_flow
+    from loopml.runtime.preflight import check_score
     from loopml.spec import load_spec
 
     start, end = _dates(args)
@@ -183,8 +183,8 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
-    from loopml.flowrun import run_flow
-    from loopml.preflight import check_monitor
+    from loopml.runtime.flowrun import run_flow
+    from loopml.runtime.preflight import check_monitor
     from loopml.spec import load_spec
 
     start, end = _dates(args)
@@ -201,8 +201,8 @@ def cmd_monitor(args: argparse.Namespace) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
-    from loopml.preflight import check_monitor
-    from loopml.schedule import replay
+    from loopml.cycle.replay import replay
+    from loopml.runtime.preflight import check_monitor
     from loopml.spec import load_spec
 
     start, end = _dates(args)
@@ -213,7 +213,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from loopml.views import status
+    from loopml.cycle.status import status
 
     s = status(_store(args, existing=True))
     if args.json:
@@ -257,7 +257,7 @@ def _metrics(m: dict[str, float]) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from loopml.views import training_runs
+    from loopml.cycle.status import training_runs
 
     for r in training_runs(args.limit):
         state = {True: "ok", False: "FAILED", None: "?"}[r["successful"]]
@@ -270,7 +270,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from loopml.views import compare
+    from loopml.cycle.status import compare
 
     rows = compare(_store(args, existing=True), args.a, args.b)
     width = max(len(k) for k, _, _ in rows)
@@ -286,7 +286,7 @@ def _short(v: Any) -> str:
 
 
 def cmd_ledger(args: argparse.Namespace) -> None:
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
 
     for e in Registry(_store(args, existing=True)).ledger():
         action = f"{e['action']}, forced" if e.get("forced") else e["action"]
@@ -294,7 +294,7 @@ def cmd_ledger(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from loopml.demo import run_demo
+    from loopml.demo.demo import run_demo
 
     run_demo(args.workdir, echo=echo)
 
@@ -312,7 +312,7 @@ def _seconds(text: str) -> float:
 # release: the pipeline's steps (.github/workflows/); a step that must not go ahead exits 1 ------------
 def _release(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> None:
-        from loopml.release import ReleaseError
+        from loopml.release.records import ReleaseError
 
         try:
             fn(args)
@@ -330,7 +330,7 @@ def _aws(service: str) -> Any:
 
 def _release_target(args: argparse.Namespace) -> tuple[Any, Any]:
     """The store (``--store``, else the stack's StoreUri output) and the stack (or None)."""
-    from loopml.release import read_stack
+    from loopml.release.aws import read_stack
     from loopml.storage import from_uri
 
     stack = read_stack(_aws("cloudformation"), args.stack) if getattr(args, "stack", None) else None
@@ -342,7 +342,7 @@ def _release_target(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _version_arg(store: Any, text: str) -> int:
-    from loopml.registry import Registry
+    from loopml.registry.registry import Registry
 
     if text == "latest":
         versions = Registry(store).versions()
@@ -356,7 +356,7 @@ def _version_arg(store: Any, text: str) -> int:
 
 @_release
 def cmd_release_check(args: argparse.Namespace) -> None:
-    from loopml.release import check
+    from loopml.release.checks import check
 
     store, _ = _release_target(args)
     args.version = _version_arg(store, args.version)
@@ -373,7 +373,7 @@ def cmd_release_check(args: argparse.Namespace) -> None:
     if not verdict.passes:
         for reason in verdict.reasons:
             echo(f"  blocked: {reason}")
-        from loopml.release import ReleaseError
+        from loopml.release.records import ReleaseError
 
         raise ReleaseError(f"version {args.version} may not be released ({len(verdict.reasons)} reason(s) above)")
     echo(f"version {args.version}: releasable")
@@ -381,7 +381,7 @@ def cmd_release_check(args: argparse.Namespace) -> None:
 
 @_release
 def cmd_release_promote(args: argparse.Namespace) -> None:
-    from loopml.release import promote
+    from loopml.release.steps import promote
 
     store, stack = _release_target(args)
     entry = promote(store, args.version, env=args.env, approved_by=args.approved_by, why=args.why,
@@ -393,8 +393,8 @@ def cmd_release_promote(args: argparse.Namespace) -> None:
 
 @_release
 def cmd_release_rollback(args: argparse.Namespace) -> None:
-    from loopml.registry import current_user
-    from loopml.release import rollback
+    from loopml.registry.registry import current_user
+    from loopml.release.steps import rollback
 
     if args.stack is None and (args.store is None or args.function_only):
         raise ValueError("give --stack NAME (the model and the function) or --store URI with --model-only")
@@ -413,7 +413,7 @@ def cmd_release_rollback(args: argparse.Namespace) -> None:
 
 @_release
 def cmd_release_publish(args: argparse.Namespace) -> None:
-    from loopml.release import publish
+    from loopml.release.steps import publish
     from loopml.storage import from_uri
 
     target, _ = _release_target(args)
@@ -424,7 +424,8 @@ def cmd_release_publish(args: argparse.Namespace) -> None:
 
 @_release
 def cmd_release_smoke(args: argparse.Namespace) -> None:
-    from loopml.release import ReleaseError, smoke
+    from loopml.release.records import ReleaseError
+    from loopml.release.smoke import smoke
 
     result = smoke(args.url, args.key or os.environ.get("LOOPML_API_KEY") or None,
                    expect_version=args.expect_version, timeout=args.timeout, wait=args.wait)
@@ -563,8 +564,8 @@ def parser() -> argparse.ArgumentParser:
 def user_error(err: BaseException) -> bool:
     """Errors about the input or the environment (spec, data, arguments, settings, store, registry, a
     failed flow): one line and exit code 2. Anything else is a bug: exit code 1."""
-    from loopml.flowrun import FlowFailed
-    from loopml.registry import RegistryError
+    from loopml.registry.registry import RegistryError
+    from loopml.runtime.flowrun import FlowFailed
     from loopml.storage import KeyNotFound, StoreError  # StoreError names the bucket/key or file
 
     if isinstance(err, FlowFailed):

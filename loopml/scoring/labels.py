@@ -12,7 +12,7 @@ from datetime import date
 import pandas as pd
 
 from loopml.data import load_frame
-from loopml.scoring import read_predictions
+from loopml.scoring.manifest import read_predictions
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG, partition_dates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopml.registry import CHALLENGER, CHAMPION, Registry
+from loopml.registry.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import DECISIONS, LATEST_RUN, MONITORING
 
@@ -46,7 +46,7 @@ def status(store: Store) -> dict[str, Any]:
 
 def training_runs(limit: int = 20) -> list[dict[str, Any]]:
     """TrainFlow runs from Metaflow's own metadata: the experiment log is Metaflow, not a second store."""
-    from loopml.flowrun import ensure_user
+    from loopml.runtime.flowrun import ensure_user
 
     ensure_user()
     from metaflow import Flow, namespace

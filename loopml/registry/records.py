@@ -69,7 +69,7 @@ class VersionRecord(_Record):
     data: DataRecord | None = None
     lineage: LineageRecord | None = None
     registered_at: datetime | None = None  # a model's age counts from here (a replay passes its own "now")
-    # the probabilities' calibration on the reference at training (loopml.monitoring.calibration); None for
+    # the probabilities' calibration on the reference at training (loopml.modeling.calibration); None for
     # regression and for versions registered before it was stored
     calibration: dict[str, Any] | None = None
 

@@ -5,7 +5,7 @@ scheduled Lambda (``handlers/scheduled.py``) for data that fits one machine, and
 run-schedule`` replaying history. Each step is one function below, so the flow's steps and
 :func:`run_cycle` run the same code. Every side effect is keyed by what it is about (the dates, the
 window, the model version, the cycle's ``run_key``), so a retried or re-run cycle changes nothing
-the second time: see :mod:`loopml.monitoring_run` and :mod:`loopml.retraining`.
+the second time: see :mod:`loopml.cycle.monitoring_run` and :mod:`loopml.retraining.claims`.
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from loopml.cycle.monitoring_run import MonitoringRun, run_monitoring
 from loopml.monitoring.chunks import cycle_window
-from loopml.monitoring_run import MonitoringRun, run_monitoring
-from loopml.registry import Registry
-from loopml.retraining import (
-    Retrainer,
-    claim_retraining,
-    record_outcome,
-    recorded_outcome,
-    retrain_challenger,
-    start_once,
-)
-from loopml.scoring import NothingToScore, ScoreResult, score_range
+from loopml.registry.registry import Registry
+from loopml.retraining.challenge import retrain_challenger
+from loopml.retraining.claims import Retrainer, claim_retraining, record_outcome, recorded_outcome, start_once
+from loopml.scoring.batch import NothingToScore, ScoreResult, score_range
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
 
@@ -125,7 +119,7 @@ def run_cycle(store: Store, spec: ProblemSpec, day: date, *, days: int = 1, wind
 
     ``as_of`` is the cycle's clock (default: now): the decision's "now", the registration time of a
     challenger, and the cooldown's clock. A replay of history passes :func:`replay_as_of`.
-    ``on_retrain`` (:func:`loopml.triggers.retrainer`) starts a deployed TrainFlow instead of
+    ``on_retrain`` (:func:`loopml.retraining.triggers.retrainer`) starts a deployed TrainFlow instead of
     training in this process.
     """
     days, window_days = day_count(days, "days"), day_count(window_days, "window_days")

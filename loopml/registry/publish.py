@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from loopml.registry import ModelVersion, Registry, RegistryError
+from loopml.registry.registry import ModelVersion, Registry, RegistryError
 from loopml.storage import Store
 from loopml.storage.base import encode_json
 from loopml.storage.layout import now_utc, version_dir

@@ -155,7 +155,7 @@ def check_store_writable(store_uri: str) -> None:
 
 def check_champion(store_uri: str) -> None:
     """Scoring and monitoring need a champion: say so before a flow starts."""
-    from loopml.registry import CHAMPION, Registry
+    from loopml.registry.registry import CHAMPION, Registry
     from loopml.storage import from_uri
 
     try:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from loopml.retraining import retraining_data
+from loopml.retraining.data import retraining_data
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
 
@@ -40,7 +40,7 @@ def deployed_name(engine: str, project: str, branch: str, flow: str = TRAIN_FLOW
 
 
 def _parameters(data_uri: str, until: date) -> dict[str, str]:
-    # retraining-until tells TrainFlow which claim's outcome to record (loopml.retraining)
+    # retraining-until tells TrainFlow which claim's outcome to record (loopml.retraining.claims)
     return {"mode": "challenger", "data": data_uri, "until": f"{until.isoformat()}T23:59:59",
             "retraining-until": until.isoformat()}
 
@@ -78,7 +78,7 @@ def start_argo_retraining(store: Store, spec: ProblemSpec, until: date, *, workf
 
 
 def retrainer(engine: str, store: Store, spec: ProblemSpec, name: str) -> Callable[[date], dict[str, Any]]:
-    """``until -> start record`` for :func:`loopml.monitoring_run.run_monitoring`'s ``on_retrain``."""
+    """``until -> start record`` for :func:`loopml.cycle.monitoring_run.run_monitoring`'s ``on_retrain``."""
     if engine == "step-functions":
         return lambda until: start_step_functions_retraining(store, spec, until, state_machine=name)
     if engine == "argo-workflows":

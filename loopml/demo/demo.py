@@ -24,10 +24,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from loopml.cycle import replay_as_of
-from loopml.demo_data import car_loan_spec, write_car_loan
-from loopml.flowrun import run_flow
-from loopml.registry import Registry
+from loopml.cycle.cycle import replay_as_of
+from loopml.demo.data import car_loan_spec, write_car_loan
+from loopml.registry.registry import Registry
+from loopml.runtime.flowrun import run_flow
 from loopml.spec import load_spec
 from loopml.storage import from_uri
 
@@ -60,7 +60,7 @@ class ApiServer:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> ApiServer:
-        self.proc = subprocess.Popen([sys.executable, "-m", "loopml.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "loopml.cli.main", "serve", "--port", str(self.port)],
                                      env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while True:

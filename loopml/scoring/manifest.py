@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml import faults
-from loopml.data.validate import DataError
+from loopml.data import DataError
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import PREDICTIONS
 

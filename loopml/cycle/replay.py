@@ -1,7 +1,7 @@
 """Replay the scheduled cycle over a date range: one CycleFlow run per cycle, in order.
 
 On AWS the same CycleFlow runs on its one ``@schedule`` (Step Functions or Argo), or the scheduled
-Lambda calls :func:`loopml.cycle.run_cycle`; here each cycle of the replay is a real CycleFlow run
+Lambda calls :func:`loopml.cycle.cycle.run_cycle`; here each cycle of the replay is a real CycleFlow run
 through Metaflow, with the replayed day's end as the cycle's clock (``--as-of``).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from loopml.cycle import describe, replay_as_of
-from loopml.flowrun import run_flow
+from loopml.cycle.cycle import describe, replay_as_of
+from loopml.runtime.flowrun import run_flow
 
 
 def cycle_days(start: date, end: date, every_days: int) -> list[tuple[date, date]]:

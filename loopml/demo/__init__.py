@@ -1,0 +1,1 @@
+"""``loopml demo``: the whole loop on NannyML's synthetic car-loan data, offline (:mod:`.data`, :mod:`.demo`)."""
