@@ -26,9 +26,9 @@ def flows_dir() -> Path:
     """The folder that holds the flow files. An installed wheel carries the repo's top-level ``flows/`` as the
     package ``loopml.flows`` (setup.py maps it), so it is a folder inside this package; in a source checkout
     (tests, ``pip install -e .``) ``flows/`` sits beside the package and goes with the code being imported."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "flows"
-    return packaged if (packaged / "flowbase.py").is_file() else here.parent / "flows"
+    package = Path(__file__).resolve().parents[1]  # loopml/
+    packaged = package / "flows"
+    return packaged if (packaged / "flowbase.py").is_file() else package.parent / "flows"
 
 
 FLOWS = flows_dir()
