@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -135,5 +136,18 @@ class Store(ABC):
 
 
 def encode_json(obj: Any) -> bytes:
-    """How every JSON object in the store is written: stable key order, readable diffs."""
-    return json.dumps(obj, indent=1, sort_keys=True, default=str).encode()
+    """How every JSON object in the store is written: stable key order, readable diffs, and strict JSON
+    (NaN and infinities become null: jq, JavaScript and most JSON parsers refuse them)."""
+    return json.dumps(_finite(obj), indent=1, sort_keys=True, default=str, allow_nan=False).encode()
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):  # numpy scalars, without importing numpy
+        return _finite(obj.item())
+    return obj
