@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from loopml.dates import utc as _utc
 from loopml.spec import ProblemSpec
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import RETRAINING
 
 Retrainer = Callable[[date], dict[str, Any]]  # until -> what was started (loopml.retraining.triggers.retrainer)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # ------------------------------------------------------------------------------------------ claims
