@@ -72,7 +72,14 @@ def follow_parent() -> None:
     die_with_parent()
 
 
+def flow_run_key(current: Any) -> str:
+    """The run a step belongs to, e.g. ``TrainFlow/1712345``: the original run when resumed, the same for
+    every attempt of a step, so a side effect keyed by it happens once (Metaflow's ``current``)."""
+    return f"{current.flow_name}/{current.origin_run_id or current.run_id}"
+
+
 def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent goes (elsewhere, a thread watches the parent)."""
     expected = os.getppid()
     if sys.platform.startswith("linux"):
         import ctypes

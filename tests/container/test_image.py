@@ -171,12 +171,11 @@ def test_the_image_runs_as_a_non_root_user_without_build_tools(images) -> None:
 
 def test_the_image_serves_the_champion_over_http(cycled, moto_server, project) -> None:
     """The container form of the API (Cloud Run, ECS, Kubernetes): the image's default command, on $PORT."""
-    import socket
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from loopml.runtime.net import free_port
+
+    port = free_port()
     env = {**moto_server["env"], "LOOPML_STORE": STORE, "PORT": str(port)}
     cmd = ["podman", "run", "-d", "--rm", "--network", "host"]
     for k, v in env.items():

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopml.runtime.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 PASS, STALL, REFUSE = "pass", "stall", "refuse"
 
@@ -216,9 +218,7 @@ def moto_behind_proxy(bucket: str = "loopml-faults") -> Iterator[MotoBehindProxy
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     proxy = StallProxy(("127.0.0.1", port)).start()

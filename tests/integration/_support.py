@@ -8,7 +8,6 @@ run in subprocesses (``metaflow.Runner``) that inherit the same environment.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -17,14 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from loopml.runtime.net import free_port
+
 BUCKET = "loopml-it"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _SERVER: dict = {}
@@ -48,7 +43,7 @@ def moto_server(tmp_path_factory):
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -60,7 +60,7 @@ class ApiThread:
 
         from handlers.app import create_app
         from handlers.deps import build_deps
-        from loopml.demo.demo import free_port
+        from loopml.runtime.net import free_port
         from loopml.settings import Settings
 
         settings = Settings(store=store_uri, api_key_sha256=hashlib.sha256(api_key.encode()).hexdigest())
