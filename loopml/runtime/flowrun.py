@@ -132,11 +132,13 @@ class _Lines:
         self.sink = sink
 
     def write(self, text: str) -> int:
+        """Hand each complete line of ``text`` to the sink."""
         for line in text.splitlines():
             self.sink(line)
         return len(text)
 
     def flush(self) -> None:
+        """Nothing is buffered."""
         pass
 
 
@@ -178,6 +180,7 @@ def _is_user_error(type_name: str) -> bool:
 
 
 def last_line(output: str) -> str:
+    """The last non-blank line of a flow's output (most often the error), or "no output"."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
 
