@@ -1,5 +1,5 @@
 """The docs stay true without a site generator: every relative link and #anchor in README.md and docs/*.md
-resolves, the README stays short, its module map names exactly the packages and top-level modules of
+resolves, so does every repository path quoted in a code span, the README stays short, its module map names exactly the packages and top-level modules of
 loopml/, and its command table lists every ``loopml`` command."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 CODE_SPAN = re.compile(r"`[^`]*`")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# a repository path quoted in prose: `loopml/storage/layout.py`, `tests/integration/`, `.ci/run`
+REPO_PATH = re.compile(r"(?<![\w./-])((?:loopml|handlers|flows|tests|infra|bench|localstack|examples|\.ci|\.github)/[\w./-]*)")
 
 
 def prose_lines(text: str) -> list[str]:
@@ -98,6 +100,14 @@ def test_slug_follows_github() -> None:
 def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
     problems = [why for target in links(page) if (why := broken(page, target))]
     assert not problems, f"{page.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_quoted_repository_path_exists(page: Path) -> None:
+    quoted = {m.rstrip(".") for line in prose_lines(page.read_text(encoding="utf-8"))
+              for span in CODE_SPAN.findall(line) for m in REPO_PATH.findall(span)}
+    missing = sorted(p for p in quoted if not (ROOT / p).exists())
+    assert not missing, f"{page.relative_to(ROOT)} names {missing}, which do not exist"
 
 
 def test_readme_is_short() -> None:
