@@ -87,7 +87,7 @@ def build_openapi(app: FastAPI, deps: ApiDeps) -> dict[str, Any]:
         schema = model.predictor.schema
         schemas["Row"] = {**row_schema(schema), "title": f"Row (model version {version})"}
         label = _label_schema(schema)
-        examples = (model.meta.get("examples") or [])[:2]
+        examples = model.examples[:2]
     else:  # nothing served: the shapes only
         schemas["Row"] = {"type": "object", "title": "Row", "description": "feature name -> value"}
         label, examples = {}, []
