@@ -45,16 +45,6 @@ class MonitoringResult:
     training: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None  # loopml.monitoring.cost.cost_summary
     latency_limit_ms: float | None = None  # constraints.p99_latency_ms
-    _figures: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def figures(self) -> dict[str, Any]:
-        """name -> plotly Figure; built on first use, since a scheduled run may only need the numbers."""
-        if self._figures is None:
-            from loopml.monitoring.figures import build_figures
-
-            self._figures = build_figures(self)
-        return self._figures
 
     @property
     def drifting_features(self) -> list[str]:
