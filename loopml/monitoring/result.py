@@ -28,6 +28,9 @@ USAGE_COLUMNS = ["day", "rows", "requests", "billed_ms"]
 
 @dataclass
 class MonitoringResult:
+    """One monitoring run's findings: per-chunk performance, drift and quality frames (columns in
+    ``CHUNK_COLUMNS``, ``DRIFT_COLUMNS``, ``QUALITY_COLUMNS``), messages, failures, usage and cost."""
+
     task: str
     metric: str
     threshold: float
@@ -78,6 +81,7 @@ class MonitoringResult:
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as JSON-safe dicts (see :func:`plain`)."""
     return [{str(k): plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 

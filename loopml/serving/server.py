@@ -73,6 +73,7 @@ class ModelServer:
         self.target: int | None = None  # the version the alias names, as last read
 
     def current(self) -> LoadedModel | None:
+        """The served model, after re-reading the alias if ``ttl`` has passed; None when none can be served."""
         now = self.clock()
         if self._checked_at is None or now - self._checked_at >= self.ttl:
             with self._lock:
@@ -88,6 +89,7 @@ class ModelServer:
 
     @property
     def refused(self) -> dict[int, str]:
+        """Versions this server will not load again, with why (public wording)."""
         return dict(self._refused)
 
     def _fail(self, public: str, detail: str, level: int = logging.ERROR) -> None:
