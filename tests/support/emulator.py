@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,18 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.net import free_port
+from tests.support.podman import SAM
+
 API_KEY = "emulator-key-0123456789"
 API_KEY_SHA256 = hashlib.sha256(API_KEY.encode()).hexdigest()
 KEY = {"x-api-key": API_KEY}
-
-TOOLS = Path(os.environ.get("LOOPML_TOOLS_DIR", "/opt/loopml-tools"))
-SAM = TOOLS / "sam-venv" / "bin" / "sam"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen) -> None:

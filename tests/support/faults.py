@@ -1,8 +1,5 @@
-"""Fault-injection helpers for every stream's fault tests.
+"""Network faults for the fault tests (the kills at named points are :func:`tests.support.cli.kill_at`).
 
-* :func:`run_cli` / :func:`kill_at`: run ``python -m loopml.cli.main ...`` in a subprocess, optionally
-  SIGKILLed at a named point (``LOOPML_FAULT=<point>``, read by :func:`loopml.faults.point`, inert
-  otherwise). A kill -9 at a chosen line, not an exception: no ``finally`` runs, as in production.
 * :class:`StallProxy`: a TCP proxy in front of a server (e.g. a moto ``ThreadedMotoServer``) that
   passes traffic, stalls it (accepts, reads, never answers) or refuses it (accepts and resets), and
   can be switched between modes while a test runs.
@@ -12,45 +9,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.moto import CREDENTIALS, client, running_moto
+
 PASS, STALL, REFUSE = "pass", "stall", "refuse"
-
-
-def cli_env(extra: dict[str, str] | None = None, fault: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    env.pop("LOOPML_FAULT", None)
-    if fault:
-        env["LOOPML_FAULT"] = fault
-    env.update(extra or {})
-    return env
-
-
-def run_cli(*argv: str, env: dict[str, str] | None = None, fault: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``loopml <argv>`` in a fresh interpreter; ``fault`` names the point where it is killed."""
-    return subprocess.run([sys.executable, "-m", "loopml.cli.main", *argv], env=cli_env(env, fault), text=True,
-                          capture_output=True, timeout=timeout)
-
-
-def kill_at(point: str, *argv: str, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the command and check that it really died at ``point`` (SIGKILL), not earlier or later."""
-    done = run_cli(*argv, env=env, fault=point, timeout=timeout)
-    assert done.returncode == -signal.SIGKILL, (
-        f"expected a kill at {point!r}, got exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}")
-    return done
 
 
 # a stalling TCP proxy ---------------------------------------------------------------------------
@@ -192,40 +161,29 @@ def _close(s: socket.socket) -> None:
 
 @dataclass
 class MotoBehindProxy:
+    """A moto server, the proxy in front of it, and the bucket the tests use."""
+
     endpoint: str  # the moto server itself
     proxy: StallProxy
     bucket: str
 
     def env(self, **extra: str) -> dict[str, str]:
         """boto3 (and awswrangler) to the proxy, with test credentials."""
-        return {"AWS_ENDPOINT_URL": self.proxy.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1", **extra}
+        return {"AWS_ENDPOINT_URL": self.proxy.url, **CREDENTIALS, **extra}
 
-    def client(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+    def client(self) -> Any:
+        """An S3 client of the server itself, past the proxy."""
+        return client("s3", {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint})
 
 
 @contextmanager
 def moto_behind_proxy(bucket: str = "loopml-faults") -> Iterator[MotoBehindProxy]:
-    """A ThreadedMotoServer of its own (its state is per server), a bucket, and a proxy in front."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    proxy = StallProxy(("127.0.0.1", port)).start()
-    env = MotoBehindProxy(f"http://127.0.0.1:{port}", proxy, bucket)
-    try:
-        env.client().create_bucket(Bucket=bucket)
-        yield env
-    finally:
-        proxy.stop()
-        server.stop()
+    """A ThreadedMotoServer of its own, a bucket, and a proxy in front."""
+    with running_moto() as port:
+        proxy = StallProxy(("127.0.0.1", port)).start()
+        env = MotoBehindProxy(f"http://127.0.0.1:{port}", proxy, bucket)
+        try:
+            env.client().create_bucket(Bucket=bucket)
+            yield env
+        finally:
+            proxy.stop()

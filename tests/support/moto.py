@@ -1,90 +1,82 @@
-"""Shared by tests/integration and tests/e2e (both conftests import it): one moto S3/SNS/SQS server for the session, real Metaflow flows against it.
+"""moto's server (``ThreadedMotoServer``: S3, SNS, SQS, CloudFormation, Lambda over HTTP), for what must reach
+AWS over the network: Metaflow's task subprocesses, the CLI in a subprocess, a container, `sam local`.
 
-Metaflow reads its configuration (datastore, S3 endpoint) when it is first imported, so the
-environment is set here, before anything imports ``metaflow`` in this process; the flows themselves
-run in subprocesses (``metaflow.Runner``) that inherit the same environment.
+Metaflow reads its configuration (datastore, S3 endpoint) when it is first imported, so the server's env is
+applied before a module's tests import ``metaflow`` (:func:`moto_server_env`); the flows themselves run in
+subprocesses (``metaflow.Runner``) that inherit the same environment. In-process tests use moto's
+``mock_aws`` instead (tests/conftest.py: ``mock_aws_env``, ``s3_bucket``).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
-import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pandas as pd
 import pytest
-import yaml
+
+from tests.support.net import free_port
 
 BUCKET = "loopml-it"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_SERVER: dict = {}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
 _RESET = ("AWS_PROFILE", "LOOPML_SNS_TOPIC_ARN", "LOOPML_STORE")
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory):
-    """A ThreadedMotoServer and the env that points boto3, awswrangler and Metaflow at it.
+@contextmanager
+def running_moto(host: str = "127.0.0.1") -> Iterator[int]:
+    """A ThreadedMotoServer of its own on a free port of ``host``; yields the port, stops it afterwards.
 
-    One per process even when both tests/integration and tests/e2e ask for it (each conftest
-    registers this fixture): Metaflow's in-process config can only be pointed at one endpoint.
-    The env itself is applied per module by ``aws_env`` so that other suites in the same pytest
-    session (tests/unit, with in-process ``mock_aws``) never see the server's endpoint.
-    """
-    if _SERVER:
-        yield _SERVER["info"]
-        return
-    import logging
-
+    moto's backends are process-wide: every server of one process serves the same buckets and topics."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    port = free_port(host)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    mf_local = tmp_path_factory.mktemp("metaflow-local")  # local *metadata* lives here, not in the repo
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+    try:
+        yield port
+    finally:
+        server.stop()
+
+
+def server_env(endpoint: str, metaflow_local: Path) -> dict[str, str]:
+    """The env that points boto3, awswrangler and Metaflow (S3 datastore in :data:`BUCKET`, local metadata
+    in ``metaflow_local``) at the server at ``endpoint``."""
+    return {
+        **CREDENTIALS,
         "AWS_ENDPOINT_URL": endpoint,
         "METAFLOW_S3_ENDPOINT_URL": endpoint,
         "METAFLOW_DEFAULT_DATASTORE": "s3",
         "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{BUCKET}/metaflow",
         "METAFLOW_DATATOOLS_S3ROOT": f"s3://{BUCKET}/metaflow/data",
-        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(mf_local),
+        "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(metaflow_local),
         "METAFLOW_DEFAULT_METADATA": "local",
         "METAFLOW_USER": "test",
         "NANNYML_DISABLE_USAGE_LOGGING": "1",
     }
-    _client("s3", env).create_bucket(Bucket=BUCKET)
-    info = {"endpoint": endpoint, "bucket": BUCKET, "env": env}
-    _SERVER["info"] = info
-    try:
-        yield info
-    finally:
-        server.stop()
 
 
-def _client(service: str, env: dict[str, str]):
+def client(service: str, env: dict[str, str]) -> Any:
+    """A boto3 client for ``service`` at the env's endpoint, with its credentials."""
+    import boto3
+
     return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
                         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
 
 
 @pytest.fixture(scope="module", autouse=True)
-def aws_env(moto_server):
-    """The server's env for this module's tests, fixtures and the flows they start; restored after."""
+def moto_server_env(moto_server: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """The server's env in ``os.environ`` for a module's tests, fixtures and the flows they start; restored after.
+
+    Autouse where it is imported (the conftests of the suites that run against the server), so that other
+    suites in the same session (tests/unit, with in-process ``mock_aws``) never see the server's endpoint."""
     env = moto_server["env"]
     saved = {k: os.environ.get(k) for k in [*env, *_RESET]}
     os.environ.update(env)
@@ -112,51 +104,17 @@ def aws_env(moto_server):
         get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def s3(moto_server):
-    return _client("s3", moto_server["env"])
-
-
-def list_keys(s3, prefix: str) -> list[str]:
+def list_keys(s3: Any, prefix: str) -> list[str]:
+    """Every key under ``prefix`` in :data:`BUCKET`, sorted."""
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         keys.extend(o["Key"] for o in page.get("Contents", []))
     return sorted(keys)
 
 
-def put_parquet(s3, key: str, df: pd.DataFrame) -> str:
-    import io
-
+def put_parquet(s3: Any, key: str, df: pd.DataFrame) -> str:
+    """``df`` as Parquet at ``key`` in :data:`BUCKET`; its s3:// URI."""
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     s3.put_object(Bucket=BUCKET, Key=key, Body=buf.getvalue())
     return f"s3://{BUCKET}/{key}"
-
-
-@pytest.fixture(scope="session")
-def car_loan():
-    """NannyML's car loan data (shipped in the package): (train, new, labels), unmodified."""
-    from loopml.demo.data import car_loan_frames
-
-    return car_loan_frames()
-
-
-def small_spec(data: dict[str, str], threshold: float = 0.9, **overrides) -> dict:
-    """The demo's car loan spec, made cheap: one-iteration candidates, S3 data URIs."""
-    from loopml.demo.data import car_loan_spec
-
-    spec = car_loan_spec("unused", threshold=threshold)
-    spec["data"] = data
-    spec["candidates"] = [{"family": "linear", "n_iter": 1}, {"family": "random_forest", "n_iter": 1,
-                                                              "space": {"n_estimators": [30], "max_depth": [8]}}]
-    spec["retraining"] = {"max_age_days": 365, "consecutive_chunks": 2}
-    # small samples make group metrics noisy: keep the fairness gate, with room for 6000 rows' noise
-    spec["constraints"] = {"p99_latency_ms": 50, "fairness": {"group": "salary_range", "max_gap": 0.15}}
-    for k, v in overrides.items():
-        spec[k] = v
-    return spec
-
-
-def write_spec(path: Path, spec: dict) -> str:
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return str(path)

@@ -12,15 +12,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.moto import running_moto
+
 TOOLS = Path(os.environ.get("LOOPML_TOOLS_DIR", "/opt/loopml-tools"))
 CONTAINERS_CONF = TOOLS / "containers" / "containers.conf"  # written by `infra/containers.sh setup`
+SAM = TOOLS / "sam-venv" / "bin" / "sam"
 
 
 def conf_text(volumes: tuple[str, ...] = ()) -> str:
@@ -74,15 +76,6 @@ def moto_on_bridge() -> Iterator[str]:
     Both listeners serve one state: moto's backends are process-wide, so what the tests wrote through the
     127.0.0.1 server is what the containers read here. By IP, not by host.containers.internal: moto takes the
     first label of a dotted host name for a bucket (virtual-hosted S3), and the name has dots."""
-    from moto.server import ThreadedMotoServer
-
     gateway = bridge_gateway()
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="0.0.0.0", port=port, verbose=False)
-    server.start()
-    try:
+    with running_moto("0.0.0.0") as port:
         yield f"http://{gateway}:{port}"
-    finally:
-        server.stop()

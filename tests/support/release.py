@@ -17,15 +17,16 @@ import shlex
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+
 WORKFLOWS = REPO / ".github" / "workflows"
 
 
 def stack_template(store: str, url: str) -> str:
+    """A stage's stack as CloudFormation JSON: the API function (version 1), outputs StoreUri and ApiUrl."""
     return json.dumps({
         "Resources": {
             "ApiFunctionRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {

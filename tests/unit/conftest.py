@@ -4,10 +4,10 @@ with the key check on (settings from ``_api``), and the small linear model regis
 from __future__ import annotations
 
 import pytest
-from _api import settings
 
 from handlers.deps import ApiDeps, build_deps
 from loopml.storage import MemoryStore
+from tests.support.api import settings
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def scored(trained, spec) -> MemoryStore:
 
 
 @pytest.fixture
-def sns_queue(aws_env):
+def sns_queue(mock_aws_env):
     """A moto SNS topic with an SQS queue subscribed: what was published can be counted."""
     import boto3
     from moto import mock_aws

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _api import KEY, MAX_ROWS, settings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -25,6 +24,7 @@ from handlers.app import create_app
 from handlers.body import BodyError, bad_base64, parse_json
 from handlers.deps import build_deps
 from loopml.serving.predictor import FLOAT32_MAX
+from tests.support.api import KEY, MAX_ROWS, settings
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import dataclasses
 import sys
 
 import pytest
-from _api import KEY, settings
 from fastapi.testclient import TestClient
 
 from handlers.app import create_app
@@ -18,6 +17,7 @@ from loopml.modeling.register import register_version
 from loopml.registry.registry import CHAMPION, Registry
 from loopml.spec import parse_spec
 from loopml.storage import MemoryStore
+from tests.support.api import KEY, settings
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from loopml.registry.registry import Registry
 from loopml.storage import LocalStore
+from tests.support import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pandas", "sklearn", "scipy", "pyarrow")
 KEY = "import-budget-key"
 

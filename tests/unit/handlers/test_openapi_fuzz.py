@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from _api import API_KEY, settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from schemathesis import GenerationMode
@@ -24,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 from handlers.app import create_app
 from handlers.deps import build_deps
 from loopml.storage import MemoryStore
+from tests.support.api import API_KEY, settings
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = {GenerationMode.POSITIVE: 60, GenerationMode.NEGATIVE: 40}

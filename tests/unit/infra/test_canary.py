@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+from tests.support import REPO
+
+TEMPLATE = REPO / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -23,6 +23,7 @@ from loopml.monitoring import (
     render_report,
 )
 from loopml.spec import ProblemSpec, parse_spec
+from tests.support.data import car_loan as car_loan_data
 
 nml.disable_usage_logging()
 
@@ -51,17 +52,11 @@ def make_spec(task: str = "binary", target: str = "repaid", features: dict[str, 
     return parse_spec(raw)
 
 
-@cache
-def _car_loan() -> tuple[pd.DataFrame, pd.DataFrame]:
-    ref, ana, targets = nml.load_synthetic_car_loan_dataset()
-    ana = ana.merge(targets, on="id")
-    # Every 5th row keeps the analysis period's shape (drift and drop in its second half) at 10k rows.
-    return ref.iloc[:10_000].reset_index(drop=True), ana.iloc[::5].reset_index(drop=True)
-
-
 def car_loan() -> tuple[pd.DataFrame, pd.DataFrame]:
-    ref, ana = _car_loan()
-    return ref.copy(), ana.copy()
+    """NannyML's reference (its first 10k rows) and analysis rows with their predictions and labels; every 5th
+    analysis row keeps the period's shape (drift and drop in its second half) at 10k rows."""
+    ref, ana, _ = car_loan_data(10_000, 10_000, train_from_start=True, predictions=True, labels_joined=True)
+    return ref, ana
 
 
 @cache

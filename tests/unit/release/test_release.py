@@ -117,7 +117,7 @@ STACK = {
 
 
 @pytest.fixture
-def aws(aws_env):
+def aws(mock_aws_env):
     """A stack with the API function, version 1 behind ``live``, then a deploy: version 2 behind it."""
     import boto3
     from moto import mock_aws

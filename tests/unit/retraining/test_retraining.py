@@ -156,7 +156,7 @@ def test_deployed_names_follow_the_project_and_branch():
     assert deployed_name("argo-workflows", "loopml", "prod") == "loopml.prod.trainflow"
 
 
-def test_retraining_on_aws_starts_the_deployed_trainflow(trained, spec, aws_env):
+def test_retraining_on_aws_starts_the_deployed_trainflow(trained, spec, mock_aws_env):
     """The decision to retrain starts TrainFlow's state machine as a challenger run on the newer window."""
     import boto3
     from moto import mock_aws

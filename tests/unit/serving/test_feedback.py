@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from _api import KEY, settings
 from fastapi.testclient import TestClient
 
 from handlers.app import create_app
@@ -22,6 +21,7 @@ from loopml.serving.prediction_log import BLOCK, PredictionLog
 from loopml.serving.predictor import Schema
 from loopml.storage import MemoryStore
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
+from tests.support.api import KEY, settings
 
 
 class SlowStore(MemoryStore):

@@ -7,7 +7,6 @@ import json
 import random
 
 import pytest
-from _api import KEY, settings
 from fastapi.testclient import TestClient
 
 from handlers.app import create_app
@@ -17,6 +16,7 @@ from loopml.registry.registry import Registry
 from loopml.serving.rollout import CANDIDATE, Rollout
 from loopml.serving.server import ModelServer
 from loopml.storage import MemoryStore
+from tests.support.api import KEY, settings
 
 
 @pytest.fixture

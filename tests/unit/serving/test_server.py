@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _api import KEY, MAX_ROWS, settings
 from fastapi.testclient import TestClient
 
 from handlers.app import create_app
@@ -19,6 +18,7 @@ from loopml.serving.server import ModelServer
 from loopml.settings import Settings
 from loopml.storage import MemoryStore
 from loopml.storage.layout import FEEDBACK, PREDICTION_LOG
+from tests.support.api import KEY, MAX_ROWS, settings
 
 
 class FakeClock:
