@@ -10,7 +10,6 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,9 +27,9 @@ from tests.support.api import KEY, MAX_ROWS, settings
 
 
 @pytest.fixture
-def client(deps, served) -> Iterator[TestClient]:
-    with TestClient(create_app(deps)) as c:
-        yield c
+def client(served: int, client: TestClient) -> TestClient:
+    """The API (tests/unit/conftest.py), started with the champion already registered."""
+    return client
 
 
 def post_raw(client: TestClient, path: str, raw: bytes | str, headers: dict[str, str] = KEY):

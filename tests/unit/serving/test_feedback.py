@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,9 +83,9 @@ def test_invalid_labels_are_refused_naming_the_id(schema, label):
 
 
 @pytest.fixture
-def client(deps, served) -> Iterator[TestClient]:
-    with TestClient(create_app(deps)) as c:
-        yield c
+def client(served: int, client: TestClient) -> TestClient:
+    """The API (tests/unit/conftest.py), started with the champion already registered."""
+    return client
 
 
 def test_string_labels_get_a_422_naming_the_id_and_nothing_is_stored(client, store, sample_rows):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,12 +29,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-def client(deps) -> Iterator[TestClient]:
-    with TestClient(create_app(deps)) as c:
-        yield c
 
 
 def _predict(client, body, headers=KEY, **kw):
