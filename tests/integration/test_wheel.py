@@ -80,7 +80,7 @@ def test_the_wheel_carries_the_flows_and_the_handlers(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     flows = sorted(p.name for p in (REPO / "flows").glob("*.py"))
     assert flows and all(f"loopml/flows/{f}" in names for f in flows), sorted(n for n in names if "flows" in n)
-    assert {"loopml/__init__.py", "loopml/cli.py", "handlers/api.py", "handlers/scheduled.py"} <= names
+    assert {"loopml/__init__.py", "loopml/cli/main.py", "handlers/api.py", "handlers/scheduled.py"} <= names
     assert not any(n.startswith(("tests/", "flows/", "bench/")) for n in names)
 
 
