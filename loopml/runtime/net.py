@@ -17,10 +17,10 @@ class Unreachable(OSError):
     """The request got no HTTP answer at all (refused, timed out, no such host); the message names it."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on at ``host`` right now (the OS picks it; the caller binds it next)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
