@@ -312,12 +312,12 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     notified = notify_alerts(ctx, alerts, Notifier(topic_arn, sns_client))
     decision = record_decision(ctx, decide_retraining(result.chunks, spec, model_age_from(champion.meta), now),
                                evidence)
-    plain_decision = decision.model_dump(mode="json")
+    plain_decision = decision.to_plain()
     if decision.retrain and on_retrain is not None:
         plain_decision["retraining"] = start_once(store, spec, end or now.date(), run_key or ctx.run_id, now,
                                                   on_retrain)
     results = write_run(ctx, result, evidence, alerts, raised, decision)
     report = monitoring_report_key(ctx.run_id)
-    return MonitoringRun(ctx.run_id, ctx.version, results.model_dump(mode="json"),
-                         [a.model_dump(mode="json") for a in alerts], plain_decision, report, store.url(report), new,
+    return MonitoringRun(ctx.run_id, ctx.version, results.to_plain(),
+                         [a.to_plain() for a in alerts], plain_decision, report, store.url(report), new,
                          notified, decision.key)

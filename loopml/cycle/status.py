@@ -31,7 +31,7 @@ def status(store: Store) -> dict[str, Any]:
     if results is not None:
         out["last_monitoring"] = last_monitoring(store, latest, results)
         # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
-        out["open_alerts"] = [a.model_dump(mode="json") for a in results.open_alerts]
+        out["open_alerts"] = [a.to_plain() for a in results.open_alerts]
         out["last_decision"] = _decision(store, results.decision)
     decisions = store.list(DECISIONS + "/")
     if decisions and out["last_decision"] is None:
@@ -44,7 +44,7 @@ def last_monitoring(store: Store, latest: LatestRun, results: MonitoringResults)
     and the cost."""
     cost = results.cost or CostSummary()
     return {"run_id": latest.run_id, "at": latest.at, "version": results.version,
-            "window": results.window.model_dump(mode="json"), "drifting_features": results.drifting_features,
+            "window": results.window.to_plain(), "drifting_features": results.drifting_features,
             "chunks": [{"chunk": c.chunk, "estimated": c.estimated, "realized": c.realized} for c in results.chunks],
             "report": store.url(monitoring_report_key(latest.run_id)), "rows": results.rows,
             "latency": [{"chunk": c.chunk, "latency_p50_ms": c.latency_p50_ms, "latency_p99_ms": c.latency_p99_ms}
@@ -55,7 +55,7 @@ def last_monitoring(store: Store, latest: LatestRun, results: MonitoringResults)
 
 def _decision(store: Store, key: str) -> dict[str, Any] | None:
     try:
-        return read(store, key, DecisionRecord).model_dump(mode="json")
+        return read(store, key, DecisionRecord).to_plain()
     except KeyNotFound:
         return None
 

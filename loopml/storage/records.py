@@ -9,7 +9,7 @@ a ``KeyError`` deep inside a caller. The record types live with their owners (``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,7 +29,18 @@ class Record(BaseModel):
 
     def to_json(self) -> bytes:
         """Strict JSON (NaN and infinities as null), the same encoding as every other stored object."""
-        return encode_json(self.model_dump(mode="json", by_alias=True))
+        return encode_json(self.to_plain())
+
+    def to_plain(self) -> dict[str, Any]:
+        """The record as plain JSON-ready data, as it is stored (a flow artifact, an API answer)."""
+        return self.model_dump(mode="json", by_alias=True, fallback=_scalar)
+
+
+def _scalar(value: object) -> object:
+    """What pydantic cannot serialise in extra fields: numpy scalars (a challenger's scores, a count)
+    become Python numbers, anything else its text, as :func:`encode_json` writes them."""
+    item = getattr(value, "item", None)
+    return item() if type(value).__module__ == "numpy" and callable(item) else str(value)
 
 
 R = TypeVar("R", bound=Record)
