@@ -53,8 +53,14 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def partition_prefix(prefix: str, date: str) -> str:
+    """Where the objects of one date of a date-partitioned prefix are."""
+    return f"{prefix}/date={date}/"
+
+
 def partition_key(prefix: str, date: str, name: str = "part.parquet") -> str:
-    return f"{prefix}/date={date}/{name}"
+    """One object of one date of a date-partitioned prefix."""
+    return f"{partition_prefix(prefix, date)}{name}"
 
 
 def partition_dates(store: Store, prefix: str, start: date | None = None, end: date | None = None) -> list[str]:
@@ -72,6 +78,7 @@ RELEASES = "releases"
 TMP = "tmp"
 MONITORING_RUNS = f"{MONITORING}/runs"
 MANIFEST = f"{PREDICTIONS}/_manifest.json"
+PREDICTION_OBJECTS = f"{PREDICTIONS}/date="  # the prefix of every score run's objects
 
 
 def monitoring_results_key(run_id: str) -> str:
@@ -156,7 +163,7 @@ def prediction_object_run(key: str) -> str:
 
 def prediction_log_prefix(day: str, instance: str, block: int) -> str:
     """Where the flushes of one id block of one serving process are: a lookup lists only this."""
-    return f"{PREDICTION_LOG}/date={day}/{instance}-{block:08x}-"
+    return f"{partition_prefix(PREDICTION_LOG, day)}{instance}-{block:08x}-"
 
 
 def prediction_log_key(day: str, instance: str, block: int, first: int, last: int) -> str:

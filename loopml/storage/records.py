@@ -18,7 +18,7 @@ from loopml.storage.base import CorruptObject, encode_json
 if TYPE_CHECKING:
     from loopml.storage.base import Store
 
-__all__ = ["Record", "parse", "read", "read_versioned", "write", "write_new", "write_if"]
+__all__ = ["Record", "parse", "read", "read_lines", "read_versioned", "write", "write_new", "write_if"]
 
 
 class Record(BaseModel):
@@ -79,3 +79,8 @@ def write_new(store: Store, key: str, record: Record) -> bool:
 def write_if(store: Store, key: str, record: Record, token: str | None) -> bool:
     """Compare-and-swap (aliases, manifests); False, with nothing written, when another writer won."""
     return store.put_if(key, record.to_json(), token)
+
+
+def read_lines(store: Store, key: str, cls: type[R]) -> list[R]:
+    """Read and validate a JSON-lines object (the prediction log): one record per line."""
+    return [parse(store, key, line, cls) for line in store.get(key).splitlines() if line.strip()]
