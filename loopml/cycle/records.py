@@ -66,11 +66,14 @@ class DecisionRecord(Record):
 
 
 class ChunkSummary(Record):
-    """One analysis chunk of a run's results: the figures a status shows (the other columns are kept)."""
+    """One analysis chunk of a run's results: the figures a status and the demo show (the other columns are kept)."""
 
     chunk: str
+    n_rows: int = 0
     estimated: float | None = None
+    estimated_alert: bool | None = None
     realized: float | None = None
+    n_drifting_features: int | float | None = None  # as written: a float when some chunk has none
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
 
