@@ -68,6 +68,7 @@ def read_versioned(store: Store, key: str, cls: type[R]) -> tuple[R, str]:
 
 
 def write(store: Store, key: str, record: Record) -> None:
+    """Create or replace (results, latest.json: objects one writer owns)."""
     store.put(key, record.to_json())
 
 
