@@ -26,6 +26,9 @@ MAX_LISTED = 20  # an SNS message is read by people: list the first alerts, coun
 
 @dataclass(frozen=True)
 class Alert:
+    """One rule broken in one chunk (or ``window``/``all``): the measured value, the limit it broke, and
+    a sentence for people. Stored by a monitoring run as :class:`loopml.cycle.records.AlertRecord`."""
+
     kind: AlertKind
     chunk: str
     value: float | None
@@ -33,6 +36,7 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields (the alert part of the stored record)."""
         return {k: plain(v) for k, v in asdict(self).items()}
 
 
