@@ -9,10 +9,12 @@ NannyML frames as records, the cost summary...) is kept as written.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopml.monitoring.alerts import Alert
 from loopml.storage.records import Record
+
+if TYPE_CHECKING:  # loopml.monitoring imports NannyML: `loopml status` reads these records without it
+    from loopml.monitoring.alerts import Alert
 
 __all__ = ["Window", "AlertRecord", "Notified", "DecisionRecord", "ChunkSummary", "CostSummary", "MonitoringResults", "LatestRun"]
 
@@ -40,6 +42,8 @@ class AlertRecord(Record):
 
     def alert(self) -> Alert:
         """The alert itself, as the monitoring package publishes it."""
+        from loopml.monitoring.alerts import Alert
+
         return Alert(self.kind, self.chunk, self.value, self.threshold, self.message)  # type: ignore[arg-type]
 
 
