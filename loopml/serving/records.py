@@ -39,5 +39,5 @@ class FeedbackLabel(Record):
 class FeedbackRecord(Record):
     """One accepted ``/feedback`` request: when it arrived and its labels (a later label for an id wins)."""
 
-    received_at: str
+    received_at: str | None = None  # the writer always sets it; no reader needs it
     labels: list[FeedbackLabel]

@@ -37,8 +37,7 @@ def test_prediction_log_reads_back_like_batch_predictions():
 def test_feedback_labels_join_the_logged_predictions():
     store = MemoryStore()
     _log(store, "p-20260102-a", "2026-01-02T10:00:00+00:00", "x", 0.8)
-    store.put("feedback/date=2026-01-03/f.json", json.dumps({"received_at": "2026-01-03T09:00:00+00:00",
-                                                        "labels": [{"id": "p-20260102-a", "label": 1.0}]}).encode())
+    store.put("feedback/date=2026-01-03/f.json", json.dumps({"labels": [{"id": "p-20260102-a", "label": 1.0}]}).encode())
     assert load_labels(store, SPEC).to_dict("records") == [{"id": "p-20260102-a", "label": 1.0}]
     frame = attach_labels(scored_window(store, SPEC, None, None), load_labels(store, SPEC), SPEC)
     assert frame["y"].tolist() == [1.0]
