@@ -26,8 +26,7 @@ MAX_LISTED = 20  # an SNS message is read by people: list the first alerts, coun
 
 @dataclass(frozen=True)
 class Alert:
-    """One rule broken in one chunk (or ``window``/``all``): the measured value, the limit it broke, and
-    a sentence for people. Stored by a monitoring run as :class:`loopml.cycle.records.AlertRecord`."""
+    """One thing a monitoring run found wrong in a chunk (or run-wide): its kind, the value and threshold."""
 
     kind: AlertKind
     chunk: str
@@ -36,7 +35,7 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe fields (the alert part of the stored record)."""
+        """JSON-safe fields (NaN as None)."""
         return {k: plain(v) for k, v in asdict(self).items()}
 
 

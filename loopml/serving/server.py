@@ -12,18 +12,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from loopml.registry.records import VersionRecord
 from loopml.registry.registry import IntegrityError, MissingVersion, ModelVersion, Registry, RegistryError
 from loopml.serving.predictor import OnnxPredictor, Predictor, Schema, SklearnPredictor
 
 log = logging.getLogger("loopml.serving")
 
 
-
 @dataclass(frozen=True)
 class LoadedModel:
+    """A version ready to answer: its number, its (validated) version record and its predictor."""
+
     version: int
-    meta: dict[str, Any]
+    record: VersionRecord
     predictor: Predictor
+
+    @property
+    def examples(self) -> list[dict[str, Any]]:
+        """Rows of the reference data training stored with the version; none for a version without them."""
+        return list(getattr(self.record, "examples", None) or [])
 
 
 class UnservableError(RuntimeError):
@@ -32,7 +39,7 @@ class UnservableError(RuntimeError):
 
 def load_predictor(registry: Registry, version: ModelVersion) -> Predictor:
     """ONNX when the version has it (no pickle on the serving path); joblib otherwise. SHA-256 first."""
-    schema = Schema.from_dict(version.meta["schema"])
+    schema = Schema.from_dict(version.record.model_schema)
     if version.has_onnx:
         return OnnxPredictor(registry.artifact(version, "model.onnx"), schema)
     try:
@@ -66,6 +73,7 @@ class ModelServer:
         self.target: int | None = None  # the version the alias names, as last read
 
     def current(self) -> LoadedModel | None:
+        """The served model, after re-reading the alias if ``ttl`` has passed; None when none can be served."""
         now = self.clock()
         if self._checked_at is None or now - self._checked_at >= self.ttl:
             with self._lock:
@@ -81,6 +89,7 @@ class ModelServer:
 
     @property
     def refused(self) -> dict[int, str]:
+        """Versions this server will not load again, with why (public wording)."""
         return dict(self._refused)
 
     def _fail(self, public: str, detail: str, level: int = logging.ERROR) -> None:
@@ -113,7 +122,7 @@ class ModelServer:
             return
         try:
             version = self.registry.get(number)
-            model = LoadedModel(number, version.meta, load_predictor(self.registry, version))
+            model = LoadedModel(number, version.record, load_predictor(self.registry, version))
         except MissingVersion as err:  # not there (yet, or restored later): retry after the ttl, never refuse
             self._fail(f"could not load version {number} (missing)", f"could not load version {number}: {err}")
             return
