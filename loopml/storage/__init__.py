@@ -2,7 +2,7 @@
 
 The root is a folder (the embedded default) or ``s3://bucket/prefix``; ``from_uri`` picks the adapter.
 Layout under the root: every key is built (and, where read back, parsed) by :mod:`loopml.storage.layout`,
-whose table ``LAYOUT`` this block is checked against (tests/unit/test_layout.py):
+whose table ``LAYOUT`` this block is checked against (tests/unit/storage/test_layout.py):
 
     inputs/retrain-until-<date>-<fingerprint>.parquet
                                                      a retraining window's data; never overwritten (keyed by content)
