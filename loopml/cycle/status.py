@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from loopml.cycle.records import CostSummary, DecisionRecord, LatestRun, MonitoringResults
 from loopml.registry.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import DECISIONS, LATEST_RUN, MONITORING
+from loopml.storage.layout import DECISIONS, LATEST_RUN, monitoring_report_key, monitoring_results_key
+from loopml.storage.records import read
 
 
 def status(store: Store) -> dict[str, Any]:
+    """What the store holds now, for people: versions, aliases and their last change, the last monitoring
+    run with its open alerts, and the last retraining decision."""
     registry = Registry(store)
     champ = registry.alias(CHAMPION)
     out: dict[str, Any] = {"store": store.uri, "versions": registry.versions(), "champion": None,
@@ -20,28 +24,40 @@ def status(store: Store) -> dict[str, Any]:
         out["champion"] = {"version": champ, "family": meta["family"], "metrics": meta["metrics"],
                            "created_at": meta["created_at"], "served_as": meta["latency_ms"]["served_as"]}
     try:
-        latest = store.get_json(LATEST_RUN)
-        results = store.get_json(f"{MONITORING}/runs/{latest['run_id']}/results.json")
-        out["last_monitoring"] = {"run_id": latest["run_id"], "at": latest["at"], "version": results["version"],
-                                  "window": results["window"], "drifting_features": results["drifting_features"],
-                                  "chunks": [{k: c[k] for k in ("chunk", "estimated", "realized")} for c in results["chunks"]],
-                                  "report": store.url(f"{MONITORING}/runs/{latest['run_id']}/report.html")}
-        # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
-        out["open_alerts"] = results.get("open_alerts", results["alerts"])
-        out["last_monitoring"]["rows"] = results["rows"]
-        out["last_monitoring"]["latency"] = [{k: c.get(k) for k in ("chunk", "latency_p50_ms", "latency_p99_ms")}
-                                             for c in results["chunks"] if c.get("latency_p99_ms") is not None]
-        cost = results.get("cost") or {}
-        out["last_monitoring"]["cost"] = {k: cost.get(k) for k in ("days", "usd_per_day", "projected_monthly_usd",
-                                                                  "api_usd_per_1000", "over_budget")}
-        if results.get("decision"):
-            out["last_decision"] = store.get_json(results["decision"])
+        latest = read(store, LATEST_RUN, LatestRun)
+        results = read(store, monitoring_results_key(latest.run_id), MonitoringResults)
     except KeyNotFound:
-        pass
+        results = None
+    if results is not None:
+        out["last_monitoring"] = last_monitoring(store, latest, results)
+        # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
+        out["open_alerts"] = [a.to_plain() for a in results.open_alerts]
+        out["last_decision"] = _decision(store, results.decision)
     decisions = store.list(DECISIONS + "/")
     if decisions and out["last_decision"] is None:
-        out["last_decision"] = store.get_json(decisions[-1])
+        out["last_decision"] = _decision(store, decisions[-1])
     return out
+
+
+def last_monitoring(store: Store, latest: LatestRun, results: MonitoringResults) -> dict[str, Any]:
+    """The last monitoring run in a few figures: its window, drift, each chunk's performance and latency,
+    and the cost."""
+    cost = results.cost or CostSummary()
+    return {"run_id": latest.run_id, "at": latest.at, "version": results.version,
+            "window": results.window.to_plain(), "drifting_features": results.drifting_features,
+            "chunks": [{"chunk": c.chunk, "estimated": c.estimated, "realized": c.realized} for c in results.chunks],
+            "report": store.url(monitoring_report_key(latest.run_id)), "rows": results.rows,
+            "latency": [{"chunk": c.chunk, "latency_p50_ms": c.latency_p50_ms, "latency_p99_ms": c.latency_p99_ms}
+                        for c in results.chunks if c.latency_p99_ms is not None],
+            "cost": {k: getattr(cost, k) for k in ("days", "usd_per_day", "projected_monthly_usd", "api_usd_per_1000",
+                                              "over_budget")}}
+
+
+def _decision(store: Store, key: str) -> dict[str, Any] | None:
+    try:
+        return read(store, key, DecisionRecord).to_plain()
+    except KeyNotFound:
+        return None
 
 
 def training_runs(limit: int = 20) -> list[dict[str, Any]]:
@@ -86,6 +102,7 @@ def run_row(run: Any) -> dict[str, Any]:
 
 
 def compare(store: Store, a: int, b: int) -> list[tuple[str, Any, Any]]:
+    """Two versions side by side: (field, value in ``a``, value in ``b``) for lineage, metrics and gates."""
     registry = Registry(store)
     va, vb = registry.get(a).meta, registry.get(b).meta
 

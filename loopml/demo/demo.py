@@ -8,7 +8,6 @@ decision says so ▶ summary.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import subprocess
@@ -24,12 +23,15 @@ import yaml
 
 from loopml import api
 from loopml.cycle.cycle import replay_as_of
+from loopml.cycle.records import MonitoringResults
 from loopml.demo.data import car_loan_spec, write_car_loan
 from loopml.registry.registry import Registry
 from loopml.runtime.flowrun import run_flow
 from loopml.runtime.net import Unreachable, free_port, request_json
 from loopml.spec import ProblemSpec, load_spec
 from loopml.storage import from_uri
+from loopml.storage.layout import monitoring_results_key
+from loopml.storage.records import read
 
 LABELS_UNTIL = "2019-03-01"  # labels arrive late: only the first months of the new period have them
 THRESHOLD = 0.96
@@ -171,19 +173,19 @@ def cycle(spec_path: Path, new_rows: pd.DataFrame, store_uri: str, echo: Echo) -
 def monitored(spec: ProblemSpec, summary: dict[str, Any], store_uri: str, echo: Echo) -> dict[str, Any]:
     """5. What NannyML found in the cycle: estimated vs realized per chunk, drift, alerts, the decision."""
     m, d = summary["monitoring"], summary["decision"]
-    results = json.loads((Path(store_uri) / "monitoring" / "runs" / m["run_id"] / "results.json").read_text())
+    results = read(from_uri(store_uri), monitoring_results_key(m["run_id"]), MonitoringResults)
     echo(f"5. monitored with NannyML: {spec.metric.name} per chunk, estimated (CBPE) vs realized "
          f"(labels until {LABELS_UNTIL})")
-    for c in results["chunks"]:
-        realized = "     -" if c["realized"] is None else f"{c['realized']:.4f}"
-        flag = "  ALERT" if c["estimated_alert"] else ""
-        echo(f"     {c['chunk']:>8} rows {c['n_rows']:>5}  estimated {c['estimated']:.4f}  realized {realized}  "
-             f"drifting {c['n_drifting_features']}{flag}")
-    echo(f"   drifting features: {', '.join(results['drifting_features']) or 'none'}")
+    for c in results.chunks:
+        realized = "     -" if c.realized is None else f"{c.realized:.4f}"
+        flag = "  ALERT" if c.estimated_alert else ""
+        echo(f"     {c.chunk:>8} rows {c.n_rows:>5}  estimated {c.estimated:.4f}  realized {realized}  "
+             f"drifting {c.n_drifting_features}{flag}")
+    echo(f"   drifting features: {', '.join(results.drifting_features) or 'none'}")
     echo(f"   alerts: {m['alerts']}")
     kinds: dict[str, int] = {}
-    for a in results["alerts"]:
-        kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
+    for a in results.alerts:
+        kinds[a.kind] = kinds.get(a.kind, 0) + 1
     for kind, n in kinds.items():
         echo(f"     {n} x {kind}")
     echo(f"   decision: retrain={d['retrain']}" + (f" ({'; '.join(d['reasons'])})" if d["reasons"] else ""))

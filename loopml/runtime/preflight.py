@@ -145,9 +145,10 @@ def check_store_writable(store_uri: str) -> None:
             raise PreflightError(f"store {store_uri}: {existing} is not writable")
         return
     from loopml.storage import from_uri
+    from loopml.storage.layout import tmp_key
 
     store = from_uri(store_uri)
-    key = f"tmp/preflight-{uuid.uuid4().hex}"
+    key = tmp_key(f"preflight-{uuid.uuid4().hex}")
     try:
         store.put(key, b"")
         store.delete(key)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from loopml.storage import KeyNotFound, LocalStore, MemoryStore, Store, from_uri
-from loopml.storage.layout import LEDGER, event_key, partition_key, version_dir
+from loopml.storage.layout import partition_key, version_dir
 
 
 @pytest.fixture(params=["local", "memory", "s3"])
@@ -138,8 +138,6 @@ def test_from_uri_picks_the_adapter(tmp_path):
 def test_layout_keys():
     assert version_dir(7) == "registry/versions/0007"
     assert partition_key("predictions", "2024-05-01") == "predictions/date=2024-05-01/part.parquet"
-    a, b = event_key(LEDGER), event_key(LEDGER)
-    assert a.startswith(LEDGER + "/") and a.endswith(".json") and a != b
 
 
 def test_local_store_path_is_resolved(tmp_path, monkeypatch):
