@@ -45,6 +45,7 @@ AXES: dict[str, tuple[str, ...]] = {
     "UsagePlanClients": ("", "shop,mobile"),
     "CycleSchedule": ("cron(30 1 * * ? *)", "off"),
     "AlertEmail": ("", "ops@example.com"),
+    "LambdaFunctions": ("true", "false"),
 }
 # Required parameters without a default, and switches that travel with the existing bucket (a team that brings
 # its bucket also tends to bring its data bucket and a concurrency reservation): every condition goes both ways.
@@ -59,23 +60,29 @@ _NO_VALUE = object()
 
 
 def variants() -> Iterator[dict[str, str]]:
-    """Yield the parameter values of every combination of AXES (32 variants)."""
+    """Yield the parameter values of every combination of AXES (48 variants).
+
+    LambdaFunctions=false exists for an offline LocalStack only: on AWS it is not a variant anyone deploys.
+    """
     names = list(AXES)
     for values in itertools.product(*(AXES[n] for n in names)):
         params = dict(REQUIRED, **dict(zip(names, values, strict=True)))
+        if params["DeployTarget"] == "aws" and params["LambdaFunctions"] == "false":
+            continue
         if params["ExistingStoreBucket"]:
             params.update(WITH_EXISTING_BUCKET)
         yield params
 
 
 def variant_name(params: dict[str, str]) -> str:
-    """A short, file-name-safe label of a variant, e.g. `localstack-newbucket-noplan-schedule-noemail`."""
+    """A short, file-name-safe label of a variant, e.g. `localstack-newbucket-noplan-schedule-noemail-nolambda`."""
     return "-".join([
         params["DeployTarget"],
         "existingbucket" if params["ExistingStoreBucket"] else "newbucket",
         "plan" if params["UsagePlanClients"] else "noplan",
         "noschedule" if params["CycleSchedule"] == "off" else "schedule",
         "email" if params["AlertEmail"] else "noemail",
+        *([] if params["LambdaFunctions"] == "true" else ["nolambda"]),
     ])
 
 
@@ -182,6 +189,21 @@ def _resolve_ifs(node: Any, conditions: dict[str, bool]) -> Any:
     return {k: v for k, v in items if v is not _NO_VALUE}
 
 
+def inline_parameters(node: Any, params: dict[str, str]) -> Any:
+    """The template with every `Ref` to a given parameter replaced by its value.
+
+    So cfn-lint checks the values this variant deploys: left as a Ref, a switch such as ReservedConcurrency
+    is checked against every value its parameter allows, including the -1 that the condition keeps out.
+    """
+    if isinstance(node, list):
+        return [inline_parameters(n, params) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"} and node["Ref"] in params:
+        return params[node["Ref"]]
+    return {k: inline_parameters(v, params) for k, v in node.items()}
+
+
 def dangling_references(template: dict[str, Any]) -> list[str]:
     """Every Ref, GetAtt, Sub variable and DependsOn that names neither a resource nor a parameter of the template.
 
@@ -284,7 +306,8 @@ def check(template_path: Path, lint: bool) -> int:
             if not dangling:
                 print(f"ok   {name}: {len(resolved['Resources'])} resources")
             path = Path(tmp) / f"{name}.json"
-            path.write_text(json.dumps(resolved, indent=1))
+            given = {k: v for k, v in with_defaults(sam, params).items() if k in params}  # lists split
+            path.write_text(json.dumps(inline_parameters(resolved, given), indent=1))
             files.append(str(path))
         if lint and files:
             # one cfn-lint process for every variant
