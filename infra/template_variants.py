@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 # The parameters that switch resources on or off, and the values that make each switch go both ways.
-# DeployTarget also switches the CodeDeploy canary (template.yaml, mapping Target).
+# DeployTarget (with LambdaFunctions) also switches the CodeDeploy canary (template.yaml, mapping GradualDeployment).
 AXES: dict[str, tuple[str, ...]] = {
     "DeployTarget": ("aws", "localstack"),
     "ExistingStoreBucket": ("", "an-existing-store-bucket"),
@@ -60,15 +60,10 @@ _NO_VALUE = object()
 
 
 def variants() -> Iterator[dict[str, str]]:
-    """Yield the parameter values of every combination of AXES (48 variants).
-
-    LambdaFunctions=false exists for an offline LocalStack only: on AWS it is not a variant anyone deploys.
-    """
+    """Yield the parameter values of every combination of AXES (64 variants)."""
     names = list(AXES)
     for values in itertools.product(*(AXES[n] for n in names)):
         params = dict(REQUIRED, **dict(zip(names, values, strict=True)))
-        if params["DeployTarget"] == "aws" and params["LambdaFunctions"] == "false":
-            continue
         if params["ExistingStoreBucket"]:
             params.update(WITH_EXISTING_BUCKET)
         yield params
