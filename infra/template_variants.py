@@ -166,6 +166,7 @@ def resolve(template: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
 
 
 def _drop_condition(entry: dict[str, Any]) -> dict[str, Any]:
+    """A resource or output without its Condition key (resolved: it exists)."""
     return {k: v for k, v in entry.items() if k != "Condition"}
 
 
@@ -208,10 +209,10 @@ def dangling_references(template: dict[str, Any]) -> list[str]:
     known = resources | set(template.get("Parameters", {})) | set(PSEUDO)
     found: list[str] = []
 
-    def walk(node: Any, where: str, local: frozenset[str]) -> None:
+    def walk(node: Any, where: str) -> None:
         if isinstance(node, list):
             for i, n in enumerate(node):
-                walk(n, f"{where}[{i}]", local)
+                walk(n, f"{where}[{i}]")
             return
         if not isinstance(node, dict):
             return
@@ -230,17 +231,17 @@ def dangling_references(template: dict[str, Any]) -> list[str]:
                     if var not in names and var not in known and base not in resources:
                         found.append(f"{here}: ${{{var}}}")
                 if not isinstance(value, str):
-                    walk(value[1], here, local)
+                    walk(value[1], here)
                 continue
-            walk(value, here, local)
+            walk(value, here)
 
     for name, resource in template.get("Resources", {}).items():
         depends = resource.get("DependsOn", [])
         for target in [depends] if isinstance(depends, str) else depends:
             if target not in resources:
                 found.append(f"Resources.{name}.DependsOn: {target}")
-        walk(resource, f"Resources.{name}", frozenset())
-    walk(template.get("Outputs", {}), "Outputs", frozenset())
+        walk(resource, f"Resources.{name}")
+    walk(template.get("Outputs", {}), "Outputs")
     return found
 
 

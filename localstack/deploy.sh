@@ -6,8 +6,8 @@
 #   bash localstack/deploy.sh                 # store from ./.loopml (train first, e.g. `make demo`)
 #
 # The template is rendered for DeployTarget=localstack first (infra/template_variants.py render): the resources
-# that target does not create (the container-image CycleFunction, the canary's hook) are left out, so `sam build`
-# needs no container runtime and `sam deploy` no image repository.
+# that target does not create (the container-image CycleFunction, the canary's CodeDeploy parts) are left out,
+# so `sam build` needs no container runtime and `sam deploy` no image repository.
 #
 # Environment (all optional):
 #   LOOPML_LOCAL_STORE  local store folder to publish (default .loopml)
@@ -90,13 +90,18 @@ if [[ "$PUBLISH" == 0 ]]; then
   exit 0
 fi
 
-API_ID="$(stack_output "$STACK_NAME" ApiId)"
 STORE_URI="$(stack_output "$STACK_NAME" StoreUri)"
 TOPIC_ARN="$(stack_output "$STACK_NAME" AlertTopicArn)"
-API_URL="$AWS_ENDPOINT_URL/restapis/$API_ID/$STAGE/_user_request_"
 
 echo "== publishing $LOCAL_STORE to $STORE_URI (missing versions only; remote aliases and ledger untouched)"
 publish_registry "$LOCAL_STORE" "$STORE_URI"
+
+if [[ "${LOCALSTACK_LAMBDA:-1}" == 0 ]]; then
+  echo "Deployed without functions (LOCALSTACK_LAMBDA=0): no API to call. LOOPML_STORE=$STORE_URI, alerts $TOPIC_ARN"
+  exit 0
+fi
+API_ID="$(stack_output "$STACK_NAME" ApiId)"
+API_URL="$AWS_ENDPOINT_URL/restapis/$API_ID/$STAGE/_user_request_"
 
 echo "== calling $API_URL"
 # The first call starts the Lambda container (image pull on a fresh machine): allow time.
