@@ -15,7 +15,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,7 +22,6 @@ import pytest
 
 pytestmark = pytest.mark.localstack
 
-ROOT = Path(__file__).resolve().parents[2]
 STACK = "loopml-ci"
 STORE_PREFIX = "loopml"
 ALERT_EMAIL = "ops@example.com"

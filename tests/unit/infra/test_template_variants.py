@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO as ROOT
+
 SAM_PYTHON = Path(os.environ.get("LOOPML_TOOLS_DIR", "/opt/loopml-tools")) / "sam-venv" / "bin" / "python"
 
 
