@@ -25,6 +25,7 @@ import pandas as pd
 from loopml.modeling.calibration import REFERENCE_WARNINGS
 from loopml.monitoring import Alert, decide_retraining, evaluate_alerts, monitor, publish_alerts, render_report
 from loopml.monitoring.alerts import DATA_KINDS
+from loopml.registry.records import VersionRecord
 from loopml.registry.registry import ModelVersion, Registry
 from loopml.retraining.claims import Retrainer, start_once
 from loopml.scoring.labels import attach_labels, load_labels, scored_window
@@ -39,21 +40,21 @@ __all__ = ["LATEST", "NOTIFIED", "MonitoringRun", "Coverage", "run_monitoring", 
 LATEST = LATEST_RUN
 
 
-def model_age_from(meta: dict[str, Any]) -> datetime:
+def model_age_from(record: VersionRecord) -> datetime:
     """When the model's age starts: its registration (``registered_at``, the replayed "now" when
     history is replayed; else the registry's ``created_at``). Not its newest training row: with
     labels that lag, every new model would be "too old" at birth."""
-    moment = datetime.fromisoformat(meta.get("registered_at") or meta["created_at"])
+    moment = record.registered
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def stored_diagnostics(version: ModelVersion) -> dict[str, Any]:
     """What training stored with the version about its reference: the calibration diagnostics and the
     warnings that say the estimates may not be reliable (shown in the report beside this run's figures)."""
-    meta = version.meta
-    warnings = [w for w in meta.get("warnings") or [] if w.get("kind") in REFERENCE_WARNINGS]
-    return {"version": version.number, "calibration": meta.get("calibration"), "warnings": warnings,
-            "stored": "calibration" in meta}
+    record = version.record
+    warnings = [w.as_written() for w in record.warnings if w.kind in REFERENCE_WARNINGS]
+    return {"version": version.number, "calibration": record.calibration, "warnings": warnings,
+            "stored": "calibration" in record.model_fields_set}
 
 
 def run_name(start: date | None, end: date | None, version: int) -> str:
@@ -229,7 +230,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     run_id = run_name(start, end, champion.number)
     window = {"start": str(start) if start else None, "end": str(end) if end else None}
     analysis, coverage = _analysis(store, spec, champion, start, end, labels_uri)
-    result = monitor(registry.reference(champion), analysis, spec, champion.meta["schema"].get("classes"))
+    result = monitor(registry.reference(champion), analysis, spec, (champion.record.model_schema or {}).get("classes"))
     result.training = stored_diagnostics(champion)
     flagged = data_alerts(coverage, champion.number, f"{window['start']}..{window['end']}")
     alerts = flagged + evaluate_alerts(result, spec)
@@ -239,7 +240,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     notified = _notify(store, spec, run_id, champion.number, stored, topic_arn, sns_client)
 
     decision_key = f"{DECISIONS}/{run_id}-{_evidence_digest(coverage, analysis, spec)}.json"
-    record = {**decide_retraining(result.chunks, spec, model_age_from(champion.meta), now).to_dict(), **at,
+    record = {**decide_retraining(result.chunks, spec, model_age_from(champion.record), now).to_dict(), **at,
               "window": window, "rows": len(analysis), "key": decision_key}
     if not store.put_new_json(decision_key, record):  # a re-run on the same evidence: the first decision stands
         record = store.get_json(decision_key)

@@ -112,18 +112,20 @@ def run_demo(workdir: str | Path, echo: Callable[[str], None]) -> dict[str, Any]
 
     train = run_flow("train_flow", show_output=False, spec=spec_path, store=store_uri)
     registry = Registry(from_uri(store_uri))
-    v = registry.get(train.data.version)
-    echo(f"2. trained {train.pathspec}: {v.meta['selection_reason']}")
-    for row in v.meta["selection"]:
-        echo(f"     {row['family']:<14} valid {spec.metric.name} {row['valid_score']:.4f}  p99 {row['latency_p99_ms']:.3f} ms  "
-             f"{row['size_mb']:.2f} MB  {row['served_as']}")
-    echo(f"   registered v{v.number}; test " + ", ".join(f"{k} {x:.4f}" for k, x in v.meta["metrics"].items()))
-    f = v.meta["fairness"]
-    echo(f"   fairness: {f['metric']} per {f['group']} "
-         + ", ".join(f"{g} {'-' if x['value'] is None else format(x['value'], '.4f')}" for g, x in f["per_group"].items())
-         + (f"; gap {f['gap']:.4f}" if f["gap"] is not None else "; no gap (fewer than two groups judged)")
-         + f" (max {f['max_gap']:g})")
-    echo(f"   ONNX parity max abs diff {v.meta['onnx']['parity_max_abs_diff']:.2e}; promoted: {train.data.decision['promoted']}")
+    record = registry.get(train.data.version).record
+    echo(f"2. trained {train.pathspec}: {record.selection_reason}")
+    for row in record.selection:
+        echo(f"     {row.family:<14} valid {spec.metric.name} {row.valid_score:.4f}  p99 {row.latency_p99_ms:.3f} ms  "
+             f"{row.size_mb:.2f} MB  {row.served_as}")
+    echo(f"   registered v{record.version}; test " + ", ".join(f"{k} {x:.4f}" for k, x in record.metrics.items()))
+    f = record.fairness
+    if f is not None:  # the demo's spec judges fairness
+        echo(f"   fairness: {f.metric} per {f.group} "
+             + ", ".join(f"{g} {'-' if x.value is None else format(x.value, '.4f')}" for g, x in f.per_group.items())
+             + (f"; gap {f.gap:.4f}" if f.gap is not None else "; no gap (fewer than two groups judged)")
+             + f" (max {f.max_gap:g})")
+    parity = record.onnx.parity_max_abs_diff if record.onnx else None
+    echo(f"   ONNX parity max abs diff {parity:.2e}; promoted: {train.data.decision['promoted']}")
 
     key = secrets.token_urlsafe(16)
     new_rows = pd.read_parquet(spec.data.new)  # written above; the demo does not re-parse NannyML's files

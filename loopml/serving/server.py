@@ -5,6 +5,7 @@ No pandas, scikit-learn or pyarrow is imported here when the champion has an ONN
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from loopml.registry.records import VersionRecord
 from loopml.registry.registry import IntegrityError, MissingVersion, ModelVersion, Registry, RegistryError
 from loopml.serving.predictor import OnnxPredictor, Predictor, Schema, SklearnPredictor
 
@@ -21,9 +23,16 @@ log = logging.getLogger("loopml.serving")
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """The served version: its number, its typed record and the predictor loaded from its artifact."""
+
     version: int
-    meta: dict[str, Any]
+    record: VersionRecord
     predictor: Predictor
+
+    @functools.cached_property
+    def meta(self) -> dict[str, Any]:
+        """The record as ``version.json`` holds it, for the routes that answer with its JSON."""
+        return self.record.as_written()
 
 
 class UnservableError(RuntimeError):
@@ -32,7 +41,7 @@ class UnservableError(RuntimeError):
 
 def load_predictor(registry: Registry, version: ModelVersion) -> Predictor:
     """ONNX when the version has it (no pickle on the serving path); joblib otherwise. SHA-256 first."""
-    schema = Schema.from_dict(version.meta["schema"])
+    schema = Schema.from_dict(version.record.model_schema or {})
     if version.has_onnx:
         return OnnxPredictor(registry.artifact(version, "model.onnx"), schema)
     try:
@@ -113,7 +122,7 @@ class ModelServer:
             return
         try:
             version = self.registry.get(number)
-            model = LoadedModel(number, version.meta, load_predictor(self.registry, version))
+            model = LoadedModel(number, version.record, load_predictor(self.registry, version))
         except MissingVersion as err:  # not there (yet, or restored later): retry after the ttl, never refuse
             self._fail(f"could not load version {number} (missing)", f"could not load version {number}: {err}")
             return

@@ -13,8 +13,7 @@ Layout under the root (every writer goes through :mod:`loopml.storage.layout`):
                                                  holds its move number, that move's ledger entry, the history
     registry/ledger/<alias>/<NNNNNNNN>.json      one per move that happened, keyed by move number, written
                                                  after the alias moved (when, who, from, to, why, forced)
-    registry/ledger/<NNNNNNNN>.json              the flat ledger of older versions: read, never written
-    registry/ledger-void/...                     entries `loopml doctor --repair` set aside (moves that never happened)
+    registry/ledger-void/<alias>/<NNNNNNNN>.json unreadable entries `loopml doctor --repair` set aside
     predictions/_manifest.json                   the committed batch scores (date -> object key, rows, model
                                                  versions, run id, scored_at): readers open only what it names
     predictions/date=<YYYY-MM-DD>/<run>.parquet  one object per date and score run, published all at once by a
@@ -40,6 +39,7 @@ __all__ = ["Store", "StoreError", "KeyNotFound", "CorruptObject", "LocalStore", 
 
 
 def from_uri(uri: str) -> Store:
+    """The store at ``uri``: ``s3://bucket/prefix``, ``memory://name`` or a folder path."""
     if uri.startswith("s3://"):
         from loopml.storage.s3 import S3Store
 

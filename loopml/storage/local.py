@@ -27,6 +27,9 @@ def _file_mode() -> int:
 
 
 class LocalStore(Store):
+    """A folder: one file per object, written to a temporary file and renamed into place (atomic),
+    created with a hard link (create-if-absent) and compared under a per-key flock (compare-and-swap)."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
@@ -49,6 +52,9 @@ class LocalStore(Store):
             raise KeyNotFound(key) from None
         except OSError as err:
             raise StoreError(f"cannot read {path}: {err.strerror}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()  # a stat
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         data = self.get(key)

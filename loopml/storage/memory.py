@@ -8,6 +8,8 @@ from loopml.storage.base import KeyNotFound, Store, content_token
 
 
 class MemoryStore(Store):
+    """Objects in a dict (``objects``), named ``memory://<name>``; tests may read and set it directly."""
+
     def __init__(self, name: str = "test") -> None:
         self.uri = f"memory://{name}"
         self.objects: dict[str, bytes] = {}
@@ -18,6 +20,9 @@ class MemoryStore(Store):
             return self.objects[key]
         except KeyError:
             raise KeyNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         data = self.get(key)

@@ -31,6 +31,7 @@ _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of ``s3://bucket/prefix``; ValueError for anything else."""
     if not uri.startswith("s3://"):
         raise ValueError(f"not an s3:// URI: {uri!r}")
     bucket, _, prefix = uri[5:].partition("/")
@@ -56,6 +57,9 @@ def _error_code(err: Exception) -> str:
 
 
 class S3Store(Store):
+    """A bucket and prefix on S3 or any S3-compatible endpoint (``AWS_ENDPOINT_URL``): compare-and-swap
+    with conditional PUTs (If-Match / If-None-Match), every failure naming the object and the endpoint."""
+
     def __init__(self, uri: str, client: Any = None) -> None:
         self.bucket, self.prefix = split_s3_uri(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -63,6 +67,7 @@ class S3Store(Store):
 
     @property
     def client(self) -> Any:
+        """The boto3 S3 client (given, or made on first use with :func:`client_config`)."""
         if self._client is None:  # created lazily: nothing happens at import or construction
             import boto3
 
@@ -71,6 +76,7 @@ class S3Store(Store):
 
     @property
     def endpoint(self) -> str:
+        """The endpoint URL the client talks to, for messages."""
         return str(self.client.meta.endpoint_url)
 
     def _key(self, key: str) -> str:
@@ -122,6 +128,13 @@ class S3Store(Store):
             return reply["Body"].read(), reply["ETag"]
 
         return self._call("GetObject", key, read)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call("HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        except KeyNotFound:
+            return False
+        return True
 
     def put(self, key: str, data: bytes) -> None:
         self._call("PutObject", key, lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data))
