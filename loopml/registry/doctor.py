@@ -17,9 +17,9 @@ from loopml.registry.records import LedgerEntry, RunClaim, VersionClaim
 from loopml.registry.registry import CHALLENGER, CHAMPION, AliasState, Registry, RegistryError
 from loopml.storage import CorruptObject, KeyNotFound, LocalStore, Store, records
 from loopml.storage.layout import (
-    RUNS,
+    RUNS_PREFIX,
     VERSION_JSON,
-    VERSIONS,
+    VERSIONS_PREFIX,
     alias_key,
     artifact_key,
     ledger_key,
@@ -163,7 +163,7 @@ def _write_entry(store: Store, key: str, entry: LedgerEntry) -> Callable[[], str
 def _versions(registry: Registry, cutoff: float) -> list[Finding]:
     store, found = registry.store, []
     dirs: dict[int, set[str]] = {}
-    for key in store.list(VERSIONS + "/"):
+    for key in store.list(VERSIONS_PREFIX):
         if (parsed := parse_version_key(key)) is not None:
             dirs.setdefault(parsed[0], set()).add(parsed[1])
     complete = {n: f for n, f in dirs.items() if VERSION_JSON in f}
@@ -233,7 +233,7 @@ def _stale_runs(registry: Registry, cutoff: float) -> list[Finding]:
     """Run claims (register(run_key=...)) whose version never completed: a retry takes them over
     anyway; removing them saves it the wait."""
     out = []
-    for key in registry.store.list(RUNS + "/"):
+    for key in registry.store.list(RUNS_PREFIX):
         try:
             claim = records.read(registry.store, key, RunClaim)
         except CorruptObject as err:

@@ -37,10 +37,10 @@ from loopml import faults
 from loopml.registry.records import AliasRecord, LedgerEntry, RunClaim, TrainingRecord, VersionClaim, VersionRecord
 from loopml.storage import CorruptObject, KeyNotFound, Store, records
 from loopml.storage.layout import (
-    ALIASES,
+    ALIASES_PREFIX,
     VERSION_CLAIM,
     VERSION_JSON,
-    VERSIONS,
+    VERSIONS_PREFIX,
     alias_key,
     artifact_key,
     ledger_key,
@@ -167,7 +167,7 @@ class Registry:
     # versions ----------------------------------------------------------------------------------
     def _version_files(self, name: str) -> list[int]:
         """The numbers whose folder holds ``name`` (``version.json``, ``claim.json``)."""
-        return [parsed[0] for key in self.store.list(VERSIONS + "/")
+        return [parsed[0] for key in self.store.list(VERSIONS_PREFIX)
                 if (parsed := parse_version_key(key)) and parsed[1] == name]
 
     def _claim(self) -> int:
@@ -420,7 +420,7 @@ class Registry:
 
     def alias_names(self) -> list[str]:
         """Every alias that exists or has ledger entries."""
-        names = {name for key in self.store.list(ALIASES + "/") if (name := parse_alias_key(key))}
+        names = {name for key in self.store.list(ALIASES_PREFIX) if (name := parse_alias_key(key))}
         names |= {parsed[0] for key in self.store.list(ledger_prefix()) if (parsed := parse_ledger_key(key))}
         return sorted(names)
 

@@ -31,6 +31,10 @@ RETRAINING = f"{MONITORING}/retraining"
 VERSION_JSON = "version.json"  # written last: a version exists once this does
 VERSION_CLAIM = "claim.json"
 REFERENCE = "reference.parquet"
+# what to list to find every version folder's objects, every alias, every run claim
+VERSIONS_PREFIX = f"{VERSIONS}/"
+ALIASES_PREFIX = f"{ALIASES}/"
+RUNS_PREFIX = f"{RUNS}/"
 
 
 def version_dir(version: int) -> str:
