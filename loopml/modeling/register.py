@@ -18,7 +18,7 @@ from loopml.serving.predictor import Schema, example_rows, known_categories
 from loopml.spec import ProblemSpec
 
 
-def version_meta(spec: ProblemSpec, data: TrainingData, winner: CandidateResult, selection: Selection,
+def training_record(spec: ProblemSpec, data: TrainingData, winner: CandidateResult, selection: Selection,
                  ev: Evaluation, classes: list | None, run_pathspec: str | None,
                  as_of: datetime | None = None) -> TrainingRecord:
     """What training knows about the winner, as its version record holds it (the registry adds the
@@ -64,9 +64,9 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
     artifacts = {"model.joblib": winner.joblib_bytes}
     if winner.onnx.model:
         artifacts["model.onnx"] = winner.onnx.model
-    meta = version_meta(spec, data, winner, selection, ev, classes, run_pathspec, as_of)
-    g = meta.gates
-    version = registry.register(artifacts, meta, ev.reference, run_key=run_key)
+    record = training_record(spec, data, winner, selection, ev, classes, run_pathspec, as_of)
+    g = record.gates
+    version = registry.register(artifacts, record, ev.reference, run_key=run_key)
     decision = {"version": version.number, "gates": g.as_written() if g else None, "promoted": False}
     if g is not None and g.passes and promote:
         if registry.alias() != version.number:  # a retried step finds its version promoted already

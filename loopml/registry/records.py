@@ -129,7 +129,7 @@ class DataWarning(Record):
 
 
 class TrainingRecord(Record):
-    """What training writes about a version (:func:`loopml.modeling.register.version_meta`); the
+    """What training writes about a version (:func:`loopml.modeling.register.training_record`); the
     registry completes it into a :class:`VersionRecord`. Optional throughout: versions registered by
     tests, or before a field existed, lack some."""
 
