@@ -58,11 +58,12 @@ demo: setup
 
 # the deployment checks that run without Docker (sam validate --lint, sam build, package size,
 # package smoke test), then the whole suite: unit, integration (Metaflow flows against a moto S3
-# server), e2e. pytest runs last so that its summary closes the output.
+# server), e2e. pytest runs last so that its summary closes the output, after the 25 slowest tests (CI's
+# .ci/run calls this target: a test that grows slow shows there).
 test: setup
 	bash .ci/sam_check.sh
 	$(MAKE) lint-pipelines
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q --durations=25
 
 test-fast: setup
 	$(VPY) -m pytest -q tests/unit

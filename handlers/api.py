@@ -21,7 +21,7 @@ def pretraffic_event() -> dict[str, Any]:
     """POST /predict with the champion's example rows, as API Gateway would send it, marked with this
     container's internal token instead of an API key: the whole app answers, key check included."""
     model = deps.server.current()
-    rows = (model.meta.get("examples") or []) if model else []
+    rows = model.examples if model else []
     body = json.dumps({"rows": rows} if rows else {"row": {}})
     headers = {"content-type": "application/json", "user-agent": "loopml-pretraffic"}
     return {"resource": "/predict", "path": "/predict", "httpMethod": "POST", "headers": headers,
@@ -34,6 +34,7 @@ def pretraffic_event() -> dict[str, Any]:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point: an API Gateway event (or the CodeDeploy hook's PreTraffic invoke) answered by the app."""
     if event.get("loopml") == "pretraffic":  # a direct invoke by the CodeDeploy hook (IAM-guarded)
         event = pretraffic_event()
     response = bad_base64(event) or _asgi(event, context)

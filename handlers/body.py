@@ -76,6 +76,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
+    """The body's JSON value: 415 unless the content type is JSON, 413 over ``max_bytes``, 400 if unreadable."""
     ctype = request.headers.get("content-type", "")
     if ctype.split(";")[0].strip().lower() != "application/json":
         raise HTTPException(415, f"expected content-type application/json, got {shown(ctype) if ctype else 'none'}")

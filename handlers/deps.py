@@ -15,6 +15,8 @@ from loopml.storage import Store, from_uri
 
 @dataclass
 class ApiDeps:
+    """The adapters the routes use: settings, store, the champion's server, the prediction log and the rollout."""
+
     settings: Settings
     store: Store
     server: ModelServer
@@ -26,6 +28,7 @@ class ApiDeps:
 
 
 def build_deps(settings: Settings | None = None, store: Store | None = None) -> ApiDeps:
+    """The real adapters from ``settings`` (read from the environment when not given), on ``store`` if given."""
     settings = settings or Settings()
     store = store or from_uri(settings.store)
     registry = Registry(store)

@@ -86,6 +86,7 @@ class Observe:
             self.done(scope, status, (time.perf_counter() - t0) * 1000)
 
     def done(self, scope: dict[str, Any], status: int, latency_ms: float) -> None:
+        """Count a finished request for the rollout (a /predict) and, when enabled, write its log and EMF lines."""
         state = scope.get("state") or {}
         version, variant = state.get("model_version"), state.get("variant")
         model_error = bool(state.get("model_error"))

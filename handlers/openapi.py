@@ -26,12 +26,16 @@ _KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "x-api-key",
 
 
 class ErrorItem(BaseModel):
+    """One problem with a request: where (``loc``) and what (``msg``)."""
+
     loc: list[str | int]
     msg: str
     id: str | None = Field(default=None, description="the label's id (feedback)")
 
 
 class ErrorBody(BaseModel):
+    """A 4xx or 503 answer: one message, or the list of problems found."""
+
     detail: str | list[ErrorItem]
 
 
@@ -44,10 +48,12 @@ _WHY = {400: "the body is not JSON that can be read (not UTF-8, malformed, neste
 
 
 def ERRORS(*codes: int) -> dict[int | str, dict[str, Any]]:  # noqa: N802  (reads like a constant at the routes)
+    """The documented error answers of a route, by status code."""
     return {c: {"model": ErrorBody, "description": _WHY[c]} for c in codes}
 
 
 def row_schema(schema: Schema) -> dict[str, Any]:
+    """The JSON schema of one row the model accepts: its features, their types and known categories."""
     props: dict[str, Any] = {}
     for name, kind in schema.features:
         if kind == "numeric":
@@ -73,6 +79,7 @@ def _label_schema(schema: Schema) -> dict[str, Any]:
 
 
 def build_openapi(app: FastAPI, deps: ApiDeps) -> dict[str, Any]:
+    """The app's OpenAPI document for the model being served, cached until the served version changes."""
     model = deps.server.current()
     version = model.version if model else None
     if app.openapi_schema is not None and getattr(app.state, "openapi_version", "unset") == version:
@@ -87,7 +94,7 @@ def build_openapi(app: FastAPI, deps: ApiDeps) -> dict[str, Any]:
         schema = model.predictor.schema
         schemas["Row"] = {**row_schema(schema), "title": f"Row (model version {version})"}
         label = _label_schema(schema)
-        examples = (model.meta.get("examples") or [])[:2]
+        examples = model.examples[:2]
     else:  # nothing served: the shapes only
         schemas["Row"] = {"type": "object", "title": "Row", "description": "feature name -> value"}
         label, examples = {}, []

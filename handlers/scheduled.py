@@ -94,6 +94,7 @@ _settings: ScheduledSettings | None = None
 
 
 def settings() -> ScheduledSettings:
+    """The job's settings, read from the environment on the first call (a warm container keeps them)."""
     global _settings
     if _settings is None:
         _settings = ScheduledSettings()  # type: ignore[call-arg]  # from the environment

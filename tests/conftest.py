@@ -1,7 +1,9 @@
-"""Shared fixtures: a small car-loan problem (NannyML's shipped data, offline) and one model trained
-through the real core functions once per session, registered into whatever Store a test hands over.
+"""The fixtures every suite shares: a small car-loan problem (NannyML's shipped data, offline), one model
+trained through the real core functions once per session and registered into whatever Store a test hands
+over, moto in process (``mock_aws``) and moto's server (started only if a test asks for it).
 
-Moto *server* fixtures live in tests/integration/conftest.py; here there is only in-process ``mock_aws``.
+The suites that run against the server import the autouse ``moto_server_env`` into their conftest
+(tests/support/moto.py); helpers are in tests/support/.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import yaml
 
 os.environ.setdefault("METAFLOW_USER", "pytest")
 
-from loopml.demo.data import car_loan_frames, car_loan_spec  # noqa: E402
+from loopml.demo.data import car_loan_spec  # noqa: E402
 from loopml.modeling.evaluate import Evaluation  # noqa: E402
 from loopml.modeling.inprocess import InProcessRun, fit_in_process  # noqa: E402
 from loopml.modeling.register import register_version  # noqa: E402
@@ -27,6 +29,10 @@ from loopml.modeling.tune import CandidateResult  # noqa: E402
 from loopml.registry.registry import Registry  # noqa: E402
 from loopml.spec import ProblemSpec, load_spec, parse_spec  # noqa: E402
 from loopml.storage import Store  # noqa: E402
+from tests.support.data import CarLoan  # noqa: E402
+from tests.support.data import car_loan as build_car_loan  # noqa: E402
+from tests.support.moto import BUCKET as SERVER_BUCKET  # noqa: E402
+from tests.support.moto import client, running_moto, server_env  # noqa: E402
 
 TRAIN_ROWS = 3000
 NEW_ROWS = 1000
@@ -36,17 +42,20 @@ FAKE_RUN = "TrainFlow/1700000000000000/register/3"
 
 # ---------------------------------------------------------------------------------------- data
 @pytest.fixture(scope="session")
-def car_loan() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def car_loan() -> CarLoan:
     """(train, new, labels), subsampled evenly over time so every period is represented."""
-    train, new, labels = car_loan_frames()
-    train = train.iloc[:: len(train) // TRAIN_ROWS].head(TRAIN_ROWS).reset_index(drop=True)
-    new = new.iloc[:: len(new) // NEW_ROWS].head(NEW_ROWS).reset_index(drop=True)
-    labels = labels[labels["id"].isin(new["id"])].reset_index(drop=True)
-    return train, new, labels
+    return build_car_loan(TRAIN_ROWS, NEW_ROWS)
 
 
 @pytest.fixture(scope="session")
-def car_loan_dir(tmp_path_factory: pytest.TempPathFactory, car_loan) -> Path:
+def car_loan_full() -> CarLoan:
+    """(train, new, labels) whole, as the demo ships them: for the flows, which sample what they need."""
+    return build_car_loan()
+
+
+@pytest.fixture(scope="session")
+def car_loan_dir(tmp_path_factory: pytest.TempPathFactory, car_loan: CarLoan) -> Path:
+    """The sampled frames as train/new/labels.parquet in a session folder (the spec's data URIs)."""
     d = tmp_path_factory.mktemp("car_loan")
     train, new, labels = car_loan
     train.to_parquet(d / "train.parquet", index=False)
@@ -82,6 +91,7 @@ def make_raw(spec_raw: dict[str, Any]) -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def spec(spec_raw: dict[str, Any], car_loan_dir: Path) -> ProblemSpec:
+    """``spec_raw`` written as project.yaml beside the data and loaded."""
     path = car_loan_dir / "project.yaml"
     path.write_text(yaml.safe_dump(spec_raw, allow_unicode=True))
     return load_spec(path)
@@ -105,7 +115,8 @@ def json_rows(df: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def sample_rows(car_loan, spec) -> list[dict[str, Any]]:
+def sample_rows(car_loan: CarLoan, spec: ProblemSpec) -> list[dict[str, Any]]:
+    """Twenty new rows as an API client sends them."""
     return json_rows(car_loan[1].head(20), spec)
 
 
@@ -125,11 +136,13 @@ class Trained(InProcessRun):
 
 
 def train_spec(spec: ProblemSpec) -> Trained:
+    """The TrainFlow's steps for ``spec``, in process."""
     return Trained(**vars(fit_in_process(spec)))
 
 
 @pytest.fixture(scope="session")
 def trained(spec: ProblemSpec) -> Trained:
+    """The session's model: both candidate families tuned on the sampled data."""
     return train_spec(spec)
 
 
@@ -143,7 +156,7 @@ def linear_trained(spec_raw: dict[str, Any]) -> Trained:
 
 # ------------------------------------------------------------------------------ AWS (in-process)
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def mock_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and no endpoint override: boto3 must talk to moto's in-process mock only."""
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
@@ -154,7 +167,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def s3_bucket(aws_env) -> Iterator[str]:
+def s3_bucket(mock_aws_env: None) -> Iterator[str]:
     """An empty bucket inside moto's ``mock_aws``; yields its name."""
     import boto3
     from moto import mock_aws
@@ -162,3 +175,24 @@ def s3_bucket(aws_env) -> Iterator[str]:
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield BUCKET
+
+
+# ------------------------------------------------------------------------------ AWS (moto's server)
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One ThreadedMotoServer for the session, with a bucket, and the env that points boto3, awswrangler and
+    Metaflow at it: ``{"endpoint", "bucket", "env"}``.
+
+    One per process: Metaflow's in-process config can only be pointed at one endpoint. The env is applied
+    per module by the autouse ``moto_server_env`` of the suites that import it."""
+    with running_moto() as port:
+        endpoint = f"http://127.0.0.1:{port}"
+        env = server_env(endpoint, tmp_path_factory.mktemp("metaflow-local"))  # local *metadata*, not in the repo
+        client("s3", env).create_bucket(Bucket=SERVER_BUCKET)
+        yield {"endpoint": endpoint, "bucket": SERVER_BUCKET, "env": env}
+
+
+@pytest.fixture(scope="session")
+def s3(moto_server: dict[str, Any]) -> Any:
+    """An S3 client of the moto server."""
+    return client("s3", moto_server["env"])

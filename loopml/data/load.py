@@ -20,6 +20,7 @@ FORMATS = (".csv", ".parquet", ".pq")
 
 
 def file_format(uri: str) -> str:
+    """``csv`` or ``parquet``, from the URI's suffix; :class:`DataError` for any other file type."""
     suffix = next((s for s in FORMATS if uri.lower().endswith(s)), None)
     if suffix is None:
         raise DataError(f"{uri}: unsupported file type; use one of {', '.join(FORMATS)}")
@@ -27,6 +28,7 @@ def file_format(uri: str) -> str:
 
 
 def load_frame(uri: str) -> pd.DataFrame:
+    """One CSV or Parquet file, local or on S3; :class:`DataError` naming the file when it cannot be read."""
     fmt = file_format(uri)
     try:
         if uri.startswith("s3://"):
@@ -51,6 +53,7 @@ class Source:
 
 
 def is_file_uri(uri: str) -> bool:
+    """True when ``uri`` names one file (by its suffix) rather than a folder of partitions."""
     return any(uri.lower().endswith(s) for s in FORMATS)
 
 

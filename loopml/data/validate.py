@@ -6,6 +6,8 @@ It returns a new frame and never mutates its input.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -79,9 +81,30 @@ def canonical_ids(values: pd.Series) -> pd.Series:
 
 
 def validate(df: pd.DataFrame, spec: ProblemSpec, *, require_target: bool = True, source: str = "data") -> pd.DataFrame:
-    problems: list[str] = []
+    """A copy of ``df`` with the spec's types (numbers as floats, categories as strings, timestamps as
+    naive UTC datetimes), or :class:`DataError` listing every problem found, prefixed with ``source``.
+
+    ``require_target=False`` checks data to be scored, which has no labels yet."""
     if df.empty:
         raise DataError(f"{source}: no rows")
+    problems = _missing_columns(df, spec, require_target)
+    out = df.copy()
+    problems += _coerce_numeric(out, spec.numeric)
+    _coerce_categorical(out, spec.categorical)
+    if require_target and spec.target in out.columns:
+        problems += _check_target(out, spec)
+    if spec.timestamp and spec.timestamp in out.columns:
+        problems += _check_timestamp(out, spec)
+    if spec.id and spec.id in out.columns:
+        problems += _check_ids(out[spec.id], spec.id)
+    problems += _entirely_missing(df, spec.feature_names)
+    if problems:
+        raise DataError(f"{source}: " + "; ".join(problems))
+    return out
+
+
+def _missing_columns(df: pd.DataFrame, spec: ProblemSpec, require_target: bool) -> list[str]:
+    """The spec's columns (features, the target when required, timestamp, id) that ``df`` lacks."""
     required = list(spec.feature_names)
     if require_target:
         required.append(spec.target)
@@ -90,58 +113,78 @@ def validate(df: pd.DataFrame, spec: ProblemSpec, *, require_target: bool = True
     if spec.id:
         required.append(spec.id)
     missing = [c for c in required if c not in df.columns]
-    if missing:
-        problems.append(f"missing columns {missing}")
+    return [f"missing columns {missing}"] if missing else []
 
-    out = df.copy()
-    for col in spec.numeric:
-        if col in out.columns:
-            bools = _holds_bools(out[col])
-            if bools.any():
-                problems.append(f"column {col!r} is numeric in the spec but holds True/False in rows {_rows(bools)}")
-                out[col] = out[col].where(~bools, None)
-            converted = pd.to_numeric(out[col], errors="coerce")
-            bad = converted.isna() & out[col].notna()
-            if bad.any():
-                sample = out.loc[bad, col].astype(str).unique()[:3].tolist()
-                problems.append(f"column {col!r} is numeric in the spec but has {int(bad.sum())} non-numeric values, e.g. {sample}")
-            out[col] = converted.astype(float)
-    for col in spec.categorical:
+
+def _coerce_numeric(out: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """Turn the numeric columns of ``out`` into floats, in place; booleans and text are problems (and
+    become missing), never 1.0/0.0 or a silent NaN."""
+    problems: list[str] = []
+    for col in columns:
+        if col not in out.columns:
+            continue
+        bools = _holds_bools(out[col])
+        if bools.any():
+            problems.append(f"column {col!r} is numeric in the spec but holds True/False in rows {_rows(bools)}")
+            out[col] = out[col].where(~bools, None)
+        converted = pd.to_numeric(out[col], errors="coerce")
+        bad = converted.isna() & out[col].notna()
+        if bad.any():
+            sample = out.loc[bad, col].astype(str).unique()[:3].tolist()
+            problems.append(f"column {col!r} is numeric in the spec but has {int(bad.sum())} non-numeric values, e.g. {sample}")
+        out[col] = converted.astype(float)
+    return problems
+
+
+def _coerce_categorical(out: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Turn the categorical columns of ``out`` into strings, in place (any value is a category)."""
+    for col in columns:
         if col in out.columns:
             out[col] = _as_categories(out[col])
 
-    if require_target and spec.target in out.columns:
-        n_missing = int(out[spec.target].isna().sum())
-        if n_missing:
-            problems.append(f"target {spec.target!r} is missing in {n_missing} rows")
-        if spec.task == "regression":
-            target = pd.to_numeric(out[spec.target], errors="coerce")
-            if (target.isna() & out[spec.target].notna()).any():
-                problems.append(f"target {spec.target!r} must be numeric for regression")
-            out[spec.target] = target
-        elif out[spec.target].nunique() < 2:
-            problems.append(f"target {spec.target!r} has fewer than 2 classes")
-        elif spec.task == "binary" and out[spec.target].nunique() > 2:
-            problems.append(f"target {spec.target!r} has {out[spec.target].nunique()} classes; task is binary")
 
-    if spec.timestamp and spec.timestamp in out.columns:
-        ts, problem = parse_timestamps(out[spec.timestamp], spec.timestamp, spec.timestamp_format, spec.timestamp_unit)
-        if problem:
-            problems.append(problem)
-        out[spec.timestamp] = ts
-    if spec.id and spec.id in out.columns:
-        null = out[spec.id].isna()
-        if null.any():
-            problems.append(f"id column {spec.id!r} is missing in rows {_rows(null)}")
-        elif out[spec.id].duplicated().any():
-            problems.append(f"id column {spec.id!r} has duplicated values")
-    for col in spec.feature_names:  # missing in the input: values that failed a conversion are reported above
-        if col in out.columns and df[col].isna().all():
-            problems.append(f"column {col!r} is entirely missing")
+def _check_target(out: pd.DataFrame, spec: ProblemSpec) -> list[str]:
+    """The target's problems: missing values, non-numbers for regression (made numeric in place), fewer
+    than two classes, or more than two for a binary task."""
+    target = spec.target
+    problems: list[str] = []
+    n_missing = int(out[target].isna().sum())
+    if n_missing:
+        problems.append(f"target {target!r} is missing in {n_missing} rows")
+    if spec.task == "regression":
+        numbers = pd.to_numeric(out[target], errors="coerce")
+        if (numbers.isna() & out[target].notna()).any():
+            problems.append(f"target {target!r} must be numeric for regression")
+        out[target] = numbers
+    elif out[target].nunique() < 2:
+        problems.append(f"target {target!r} has fewer than 2 classes")
+    elif spec.task == "binary" and out[target].nunique() > 2:
+        problems.append(f"target {target!r} has {out[target].nunique()} classes; task is binary")
+    return problems
 
-    if problems:
-        raise DataError(f"{source}: " + "; ".join(problems))
-    return out
+
+def _check_timestamp(out: pd.DataFrame, spec: ProblemSpec) -> list[str]:
+    """Parse the timestamp column of ``out`` in place (see :func:`parse_timestamps`); its problem, if any."""
+    column = spec.timestamp
+    ts, problem = parse_timestamps(out[column], column, spec.timestamp_format, spec.timestamp_unit)
+    out[column] = ts
+    return [problem] if problem else []
+
+
+def _check_ids(ids: pd.Series, column: str) -> list[str]:
+    """Ids must be present in every row and unique: labels and predictions are joined by them."""
+    null = ids.isna()
+    if null.any():
+        return [f"id column {column!r} is missing in rows {_rows(null)}"]
+    if ids.duplicated().any():
+        return [f"id column {column!r} has duplicated values"]
+    return []
+
+
+def _entirely_missing(df: pd.DataFrame, features: Iterable[str]) -> list[str]:
+    """Features with no value at all in the input ``df`` (values that failed a conversion are reported
+    by their own check, so this looks at the data as given)."""
+    return [f"column {col!r} is entirely missing" for col in features if col in df.columns and df[col].isna().all()]
 
 
 def _as_categories(values: pd.Series) -> pd.Series:

@@ -20,6 +20,7 @@ INTERPRETABLE = {"linear": True, "random_forest": False, "gradient_boosting": Fa
 
 
 def make_estimator(family: str, task: str, seed: int) -> BaseEstimator:
+    """An unfitted scikit-learn estimator of ``family`` for ``task`` (seeded where it is random)."""
     clf = task != "regression"
     if family == "linear":
         return LogisticRegression(max_iter=2000) if clf else Ridge()
@@ -36,6 +37,7 @@ def make_estimator(family: str, task: str, seed: int) -> BaseEstimator:
 
 
 def default_space(family: str, task: str) -> dict[str, list[Any]]:
+    """The hyperparameters searched for ``family`` when the spec gives no ``space`` of its own."""
     if family == "linear":
         return {"C": [0.01, 0.1, 1.0, 10.0]} if task != "regression" else {"alpha": [0.1, 1.0, 10.0, 100.0]}
     if family in ("random_forest", "extra_trees"):

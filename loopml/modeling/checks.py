@@ -32,6 +32,7 @@ def _warning(kind: str, column: str | None, message: str) -> dict[str, Any]:
 
 
 def id_like(df: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
+    """Features whose values (nearly) never repeat: identifiers a model learns nothing general from."""
     out = []
     for f in spec.features:
         values = df[f.name].dropna()
@@ -50,6 +51,7 @@ def id_like(df: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
 
 
 def near_constant(df: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
+    """Features where one value (missing included) fills nearly every row."""
     out = []
     for name in spec.feature_names:
         counts = df[name].value_counts(dropna=False)
@@ -98,6 +100,7 @@ def _one_feature_score(train: pd.DataFrame, held: pd.DataFrame, name: str, numer
 
 
 def leakage(splits: Splits, spec: ProblemSpec, classes: list[Any] | None) -> list[dict[str, Any]]:
+    """Features that alone predict the target almost perfectly on held-out rows: likely known only after it."""
     held = pd.concat([splits.valid, splits.test], ignore_index=True)
     if len(splits.train) < MIN_ROWS_TO_JUDGE or len(held) < MIN_ROWS_TO_JUDGE:
         return []
@@ -112,6 +115,7 @@ def leakage(splits: Splits, spec: ProblemSpec, classes: list[Any] | None) -> lis
 
 
 def small_classes(df: pd.DataFrame, spec: ProblemSpec, classes: list[Any] | None) -> list[dict[str, Any]]:
+    """Classes with too few rows for their metrics to mean anything."""
     if classes is None:
         return []
     counts = df[spec.target].value_counts()
@@ -121,6 +125,7 @@ def small_classes(df: pd.DataFrame, spec: ProblemSpec, classes: list[Any] | None
 
 
 def small_groups(test: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
+    """Fairness groups with fewer test rows than ``min_group_size``: reported, not judged."""
     f = spec.constraints.fairness
     if f is None or f.group not in test.columns:
         return []
@@ -131,6 +136,7 @@ def small_groups(test: pd.DataFrame, spec: ProblemSpec) -> list[dict[str, Any]]:
 
 
 def training_warnings(splits: Splits, spec: ProblemSpec, classes: list[Any] | None) -> list[dict[str, Any]]:
+    """Every warning about the training data ({kind, column, message}), stored with the version."""
     frame = pd.concat([splits.train, splits.valid, splits.test], ignore_index=True)
     return [*id_like(frame, spec), *near_constant(frame, spec), *leakage(splits, spec, classes),
             *small_classes(frame, spec, classes), *small_groups(splits.test, spec)]

@@ -54,6 +54,9 @@ def with_predictions(df: pd.DataFrame, spec: ProblemSpec, pred: np.ndarray, prob
 
 @dataclass
 class Evaluation:
+    """The selected model on the held-out test split: what the version record stores of it, and the
+    reference frame (test rows with predictions) monitoring compares new data with."""
+
     metrics: dict[str, float]
     fairness: dict[str, Any] | None
     importance: list[dict[str, float]]

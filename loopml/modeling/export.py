@@ -17,12 +17,15 @@ PARITY_TOLERANCE = 1e-4  # ONNX Runtime computes in float32; trees see float32 i
 
 @dataclass
 class OnnxExport:
+    """The ONNX conversion of a pipeline: the model (None when it failed), its parity with scikit-learn, the error."""
+
     model: bytes | None
     max_abs_diff: float | None
     error: str | None
 
 
 def to_joblib(pipeline: Pipeline) -> bytes:
+    """The pipeline as compressed joblib bytes (the artifact served when ONNX is not possible)."""
     buf = io.BytesIO()
     joblib.dump(pipeline, buf, compress=3)
     return buf.getvalue()
@@ -44,6 +47,7 @@ def _convert(pipeline: Pipeline, schema: Schema) -> bytes:
 
 
 def sklearn_outputs(pipeline: Pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
+    """What ONNX parity is checked on: predictions for regression, probabilities otherwise."""
     return pipeline.predict(X) if task == "regression" else pipeline.predict_proba(X)
 
 

@@ -33,6 +33,7 @@ def score(metric: str, y_true, y_pred, proba: np.ndarray | None = None, classes:
 
 
 def all_metrics(task: str, y_true, y_pred, proba: np.ndarray | None, classes: list | None) -> dict[str, float]:
+    """Every metric reported for ``task`` (metric name -> value)."""
     names = ["mae", "rmse", "r2"] if task == "regression" else ["roc_auc", "accuracy", "f1"]
     if task == "binary":
         names += ["precision", "recall"]

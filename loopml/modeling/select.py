@@ -14,12 +14,16 @@ INTERPRETABILITY_SLACK = 0.01
 
 @dataclass
 class Selection:
+    """The chosen candidate (index into the summaries), the table every candidate was judged in, and why."""
+
     winner: int
     table: list[dict[str, Any]]
     reason: str
 
 
 def select(summaries: list[dict[str, Any]], spec: ProblemSpec) -> Selection:
+    """The best candidate on the validation metric among those within the spec's latency and size budgets
+    (a more interpretable one wins a near tie when the spec prefers interpretability)."""
     c = spec.constraints
     sign = 1 if spec.metric.higher_is_better else -1
     table = []

@@ -17,6 +17,8 @@ from loopml.spec import ProblemSpec
 
 
 class Splits(NamedTuple):
+    """Train, validation and test frames; by time when the spec has a timestamp (test is the most recent)."""
+
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
@@ -29,6 +31,8 @@ def tie_safe_cuts(times: pd.Series, cuts: list[int]) -> list[int]:
 
 
 def split(df: pd.DataFrame, spec: ProblemSpec, valid: float = 0.2, test: float = 0.2) -> Splits:
+    """Cut ``df`` by time (never splitting equal timestamps) or, without a timestamp, at random, stratified
+    for classifiers; ValueError when there are too few rows or a split would be empty."""
     if len(df) < 30:
         raise ValueError(f"need at least 30 rows to split into train/validation/test, got {len(df)}")
     if spec.timestamp:
@@ -52,4 +56,5 @@ def split(df: pd.DataFrame, spec: ProblemSpec, valid: float = 0.2, test: float =
 
 
 def make_splits(df: pd.DataFrame, spec: ProblemSpec) -> tuple[Splits, list[Any] | None]:
+    """The splits and the classes (None for regression), as every training run starts."""
     return split(df, spec), classes_of(df, spec)

@@ -34,14 +34,17 @@ class Encoded:
 
 
 def classes_of(df: pd.DataFrame, spec: ProblemSpec) -> list[Any] | None:
+    """The target's classes, sorted (their order is the probabilities' column order); None for regression."""
     return sorted(df[spec.target].unique().tolist()) if spec.is_classifier else None
 
 
 def schema_of(spec: ProblemSpec, classes: list | None) -> Schema:
+    """The serving schema (task, features and their types, classes) a model of this spec answers with."""
     return Schema(spec.task, tuple((f.name, f.type) for f in spec.features), tuple(classes) if classes else None)
 
 
 def encode(df: pd.DataFrame, spec: ProblemSpec, classes: list[Any] | None) -> Encoded:
+    """The features as the pipeline reads them and the target as class indices (-1 for an unseen class)."""
     y = df[spec.target].to_numpy()
     if classes is not None:
         index = {c: i for i, c in enumerate(classes)}
@@ -63,12 +66,16 @@ def true_labels(y: np.ndarray, classes: list | None) -> np.ndarray:
 
 
 def evaluate_metric(pipeline: Pipeline, data: Encoded, spec: ProblemSpec, classes: list | None) -> float:
+    """The spec's success metric of ``pipeline`` on ``data``."""
     pred, proba = model_outputs(pipeline, data.X, spec, classes)
     return score(spec.metric.name, true_labels(data.y, classes), pred, proba, classes)
 
 
 @dataclass
 class CandidateResult:
+    """One tuned candidate: its best parameters and validation score, every trial, and the artifacts that
+    would be served with their latency and size."""
+
     family: str
     params: dict[str, Any]
     valid_score: float
@@ -83,6 +90,7 @@ class CandidateResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        """The fields selection judges (and the version record's selection table shows), without the artifacts."""
         return {
             "family": self.family,
             "params": self.params,
@@ -99,6 +107,8 @@ class CandidateResult:
 
 def tune(candidate: Candidate, train: Encoded, valid: Encoded, spec: ProblemSpec, classes: list | None, schema: Schema,
          measure: LatencyMeasure = latency_ms) -> CandidateResult:
+    """A seeded randomized search over the candidate's space, each trial fitted on ``train`` and scored on
+    ``valid`` in the spec's metric; the best one exported and measured."""
     space = candidate.space or default_space(candidate.family, spec.task)
     base = Pipeline([("pre", build_preprocessor(spec, scale=candidate.family == "linear")), ("model", make_estimator(candidate.family, spec.task, spec.seed))])
     sampler = ParameterSampler(space, n_iter=candidate.n_iter, random_state=spec.seed)

@@ -17,6 +17,8 @@ from loopml.spec import ProblemSpec
 
 @dataclass
 class TrainingData:
+    """The validated training frame with its content fingerprint, where it came from and the time window kept."""
+
     frame: pd.DataFrame
     fingerprint: str
     uri: str

@@ -33,6 +33,7 @@ class Notes:
         self._counts: dict[str, int] = {}
 
     def add(self, text: str) -> None:
+        """Say ``text`` (once, however often it is added)."""
         self._text.setdefault(text, None)
 
     def count(self, template: str, n: int) -> None:
@@ -42,11 +43,15 @@ class Notes:
             self._text.setdefault(template, None)
 
     def messages(self) -> list[str]:
+        """The messages in the order first said, counts filled in."""
         return [t.format(n=self._counts[t]) if t in self._counts else t for t in self._text]
 
 
 @dataclass
 class Reference:
+    """The reference data as NannyML reads it (narrow frame, encoded outputs) and what the analysis
+    pieces are checked against; the ``seen``/``valued``/``has_`` fields grow as pieces arrive."""
+
     frame: pd.DataFrame
     features: list[str]  # monitored: present in the reference
     continuous: list[str]
@@ -71,6 +76,8 @@ def proba_column(frame: pd.DataFrame, cls: object) -> str | None:
 
 
 def prepare_reference(reference: pd.DataFrame, spec: ProblemSpec, classes: list | None, notes: Notes) -> Reference:
+    """The labelled reference rows ready for NannyML; ValueError when the reference lacks labels,
+    predictions or (for a classifier) the classes and their probabilities."""
     _require_reference(reference, spec, classes)
     reference = reference[reference[spec.target].notna()]
     features = []

@@ -26,6 +26,8 @@ MAX_LISTED = 20  # an SNS message is read by people: list the first alerts, coun
 
 @dataclass(frozen=True)
 class Alert:
+    """One thing a monitoring run found wrong in a chunk (or run-wide): its kind, the value and threshold."""
+
     kind: AlertKind
     chunk: str
     value: float | None
@@ -33,6 +35,7 @@ class Alert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields (NaN as None)."""
         return {k: plain(v) for k, v in asdict(self).items()}
 
 

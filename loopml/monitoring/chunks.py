@@ -61,6 +61,9 @@ def cycle_window(spec: ProblemSpec, start: date, end: date) -> tuple[date, date]
 
 @dataclass
 class Chunk:
+    """One analysis chunk: its key (period or row range), position, time span, rows, and whether it is
+    below ``min_chunk_rows`` (shown, but it raises no alert and decides nothing)."""
+
     key: str
     index: int
     start: pd.Timestamp | None
@@ -93,9 +96,11 @@ class ChunkStream:
 
     @property
     def by_period(self) -> bool:
+        """True when chunks are calendar periods, False when they are row counts."""
         return self.freq is not None
 
     def feed(self, piece: pd.DataFrame) -> Iterator[Chunk]:
+        """Take the next piece; yield the chunks it completes."""
         if piece.empty:
             return
         if self.by_period:
@@ -104,6 +109,7 @@ class ChunkStream:
             yield from self._feed_size(piece)
 
     def finish(self) -> Iterator[Chunk]:
+        """No more pieces: yield what is still open (the last periods, or the last rows)."""
         if self.by_period:
             for period in sorted(self._open):
                 yield self._period_chunk(period, self._open.pop(period))

@@ -23,6 +23,7 @@ DAYS_PER_MONTH = 30.44
 
 
 def batch_run_cost(seconds: float, vcpus: float, memory_gb: float, table: Mapping[str, float]) -> float:
+    """What a batch run of ``seconds`` on ``vcpus`` and ``memory_gb`` costs at the price ``table``'s rates."""
     hours = max(seconds, 0.0) / 3600
     return hours * (vcpus * table["batch_vcpu_hour"] + memory_gb * table["batch_gb_hour"])
 

@@ -16,11 +16,14 @@ __all__ = ["Decision", "decide_retraining"]
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether to retrain, why, and the evidence (recent chunks, the model's age) the reasons rest on."""
+
     retrain: bool
     reasons: list[str] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields."""
         return _json(asdict(self))
 
 

@@ -28,6 +28,7 @@ def chunk_labels(chunks: pd.DataFrame) -> list[str]:
 
 
 def build_figures(result: MonitoringResult) -> dict[str, go.Figure]:
+    """name -> plotly Figure, for each view the result has data for (none when it has no chunks)."""
     chunks = result.chunks
     if chunks.empty:
         return {}

@@ -109,7 +109,7 @@ def monitor_stream(
     price_table(spec.monitoring.cost.prices)  # a bad price override fails now, before any work
     notes = Notes()
     ref = prepare_reference(reference, spec, classes, notes)
-    calcs = _Calculators.fit(ref, spec, notes)
+    run = _Run(spec, ref, _Calculators.fit(ref, spec, notes), notes)
     stream: ChunkStream | None = None
     out = _Collected()
     for piece in pieces:
@@ -121,14 +121,14 @@ def monitor_stream(
         elif stream.by_period and TS not in narrow.columns:
             notes.count("{n} analysis row(s) without the timestamp column were left out", len(narrow))
             continue
-        _measure_all(calcs, ref, list(stream.feed(narrow)), spec, notes, out)
+        _measure_all(run, list(stream.feed(narrow)), out)
     if stream is not None:
-        _measure_all(calcs, ref, list(stream.finish()), spec, notes, out)
+        _measure_all(run, list(stream.finish()), out)
         notes.count("{n} analysis row(s) arrived after their chunk was measured and were left out", stream.late_rows)
     if not out.chunks:
         notes.add("the analysis data is empty: nothing to monitor")
     _schema_notes(ref, notes, bool(out.chunks))
-    result = _result(spec, ref, calcs, out, notes, time.perf_counter() - started)
+    result = _result(run, out, time.perf_counter() - started)
     result.cost = cost_summary(result.usage, spec, batch_runs=batch_runs, monitoring_seconds=result.seconds)
     return result
 
@@ -281,6 +281,17 @@ class _Calculators:
         """NannyML 0.13.1's DLE encodes categoricals via ``.values.reshape``, which pandas 3's Arrow-backed
         ``str`` columns do not support; while it runs, let pandas infer ``object`` for strings again."""
         return pd.option_context("future.infer_string", False) if self.legacy_strings else contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one monitoring run reads: the spec, the prepared reference, the calculators fitted
+    on it and the notes the run collects (the reference, calculators and notes themselves accumulate)."""
+
+    spec: ProblemSpec
+    ref: Reference
+    calcs: _Calculators
+    notes: Notes
 
 
 def _error(err: Exception) -> str:
@@ -450,15 +461,14 @@ def _rows_measured(name: str, chunk: Chunk) -> int:
     return len(_labelled_rows(chunk.data)) if name == "realized" else len(chunk.data)
 
 
-def _measure_all(calcs: _Calculators, ref: Reference, chunks: list[Chunk], spec: ProblemSpec, notes: Notes,
-                 out: _Collected) -> None:  # fmt: skip
+def _measure_all(run: _Run, chunks: list[Chunk], out: _Collected) -> None:
     """The chunks measured in groups of up to ``BATCH_ROWS`` rows, one NannyML call per calculator and group."""
     group: list[Chunk] = []
     for chunk in [*chunks, None]:
         if group and (chunk is None or sum(len(c.data) for c in group) + len(chunk.data) > BATCH_ROWS):
-            batched = _batched(calcs, group)
+            batched = _batched(run.calcs, group)
             for one in group:
-                out.add(_measure(calcs, ref, one, spec, notes, batched))
+                out.add(_measure(run, one, batched))
             group = []
         if chunk is not None:
             group.append(chunk)
@@ -489,8 +499,8 @@ class _Collected:
         self.usage += m.usage
 
 
-def _measure(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec, notes: Notes,
-             batched: Batched | None = None) -> _Measured:  # fmt: skip
+def _measure(run: _Run, chunk: Chunk, batched: Batched | None = None) -> _Measured:
+    calcs, ref, spec = run.calcs, run.ref, run.spec
     batched = batched or {}
 
     def row_of(name: str, calc: Callable[[], Any]) -> pd.Series:
@@ -528,13 +538,13 @@ def _measure(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpe
     drift: list[dict[str, Any]] = []
     if calcs.univariate is not None:
         drift = step("univariate drift", lambda: _univariate(
-            row_of("univariate", lambda: calcs.univariate.calculate(data)), calcs, ref, chunk, spec)) or []
+            row_of("univariate", lambda: calcs.univariate.calculate(data)), run, chunk)) or []
     if calcs.multivariate is not None:
         mv = step("multivariate drift", lambda: _multivariate(
             row_of("multivariate", lambda: calcs.multivariate.calculate(data)), calcs, data, spec))
         if mv:
             row.update(mv)
-    quality = _quality(calcs, ref, chunk, spec, step, row_of)
+    quality = _quality(run, chunk, step, row_of)
     row.update(_latency(data))
     _no_silent_nan(row, has_pred, calcs, chunk)
     return _Measured(row, drift, quality, _usage(chunk))
@@ -565,9 +575,8 @@ def _realize(r: pd.Series, data: pd.DataFrame, spec: ProblemSpec) -> float:
     return value
 
 
-def _univariate(r: pd.Series, calcs: _Calculators, ref: Reference, chunk: Chunk,
-                spec: ProblemSpec) -> list[dict[str, Any]]:  # fmt: skip
-    mon = spec.monitoring
+def _univariate(r: pd.Series, run: _Run, chunk: Chunk) -> list[dict[str, Any]]:
+    calcs, ref, mon = run.calcs, run.ref, run.spec.monitoring
     alpha = mon.drift_false_alarm_rate / max(len(calcs.drift_features), 1)  # Bonferroni over the features
     rows = []
     for f in calcs.drift_features:
@@ -615,10 +624,9 @@ def _multivariate(r: pd.Series, calcs: _Calculators, data: pd.DataFrame, spec: P
             "reconstruction_lower_threshold": lower, "multivariate_alert": bool(value > upper or value < lower)}  # fmt: skip
 
 
-def _quality(calcs: _Calculators, ref: Reference, chunk: Chunk, spec: ProblemSpec,
-             step: Callable[[str, Callable[[], Any]], Any],
+def _quality(run: _Run, chunk: Chunk, step: Callable[[str, Callable[[], Any]], Any],
              row_of: Callable[[str, Callable[[], Any]], pd.Series]) -> list[dict[str, Any]]:  # fmt: skip
-    q = spec.monitoring.quality
+    calcs, ref, q = run.calcs, run.ref, run.spec.monitoring.quality
     n = len(chunk.data)
     per: dict[str, dict[str, Any]] = {f: {"chunk": chunk.key, "chunk_index": chunk.index, "feature": f, "n_rows": n}
                                       for f in ref.features}  # fmt: skip
@@ -688,8 +696,8 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 
 
-def _result(spec: ProblemSpec, ref: Reference, calcs: _Calculators, out: _Collected, notes: Notes,
-            seconds: float) -> MonitoringResult:  # fmt: skip
+def _result(run: _Run, out: _Collected, seconds: float) -> MonitoringResult:
+    spec, ref, calcs, notes = run.spec, run.ref, run.calcs, run.notes
     for f in calcs.failures:
         where = f" on chunk {f['chunk']}" if f["chunk"] else ""
         notes.add(f"{f['step']} failed{where}: {f['error']}")

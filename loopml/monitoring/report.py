@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from loopml.monitoring.alerts import Alert, evaluate_alerts
-from loopml.monitoring.figures import chunk_labels
+from loopml.monitoring.figures import build_figures, chunk_labels
 from loopml.monitoring.result import MonitoringResult
 from loopml.spec import ProblemSpec
 
@@ -72,7 +72,7 @@ def render_report(result: MonitoringResult, spec: ProblemSpec, title: str, model
 def _figures(result: MonitoringResult) -> dict[str, str]:
     """Each figure as an HTML div; plotly.js is inlined with the first one only."""
     out: dict[str, str] = {}
-    for i, (name, fig) in enumerate(result.figures.items()):
+    for i, (name, fig) in enumerate(build_figures(result).items()):
         html = fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
         out[name] = f"<div class='panel'>{html}</div>"
     return out

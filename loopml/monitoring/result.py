@@ -28,6 +28,9 @@ USAGE_COLUMNS = ["day", "rows", "requests", "billed_ms"]
 
 @dataclass
 class MonitoringResult:
+    """One monitoring run's findings: per-chunk performance, drift and quality frames (columns in
+    ``CHUNK_COLUMNS``, ``DRIFT_COLUMNS``, ``QUALITY_COLUMNS``), messages, failures, usage and cost."""
+
     task: str
     metric: str
     threshold: float
@@ -45,16 +48,6 @@ class MonitoringResult:
     training: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None  # loopml.monitoring.cost.cost_summary
     latency_limit_ms: float | None = None  # constraints.p99_latency_ms
-    _figures: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def figures(self) -> dict[str, Any]:
-        """name -> plotly Figure; built on first use, since a scheduled run may only need the numbers."""
-        if self._figures is None:
-            from loopml.monitoring.figures import build_figures
-
-            self._figures = build_figures(self)
-        return self._figures
 
     @property
     def drifting_features(self) -> list[str]:
@@ -88,6 +81,7 @@ class MonitoringResult:
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as JSON-safe dicts (see :func:`plain`)."""
     return [{str(k): plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 

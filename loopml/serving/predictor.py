@@ -24,6 +24,9 @@ MAX_CATEGORIES = 200  # a feature with more known categories than this is docume
 
 @dataclass(frozen=True)
 class Schema:
+    """What a served model accepts and answers: its task, features with their types, classes and the
+    categories seen in training. Stored in the version record (``to_dict``) and read back (``from_dict``)."""
+
     task: str
     features: tuple[tuple[str, str], ...]  # (name, "numeric" | "categorical")
     classes: tuple[Any, ...] | None = None
@@ -33,12 +36,14 @@ class Schema:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schema:
+        """The schema as stored in a version record."""
         classes = d.get("classes")
         cats = d.get("categories")
         return cls(d["task"], tuple((f["name"], f["type"]) for f in d["features"]), tuple(classes) if classes else None,
                    {k: tuple(v) if v is not None else None for k, v in cats.items()} if cats else None)
 
     def to_dict(self) -> dict[str, Any]:
+        """The schema as a version record stores it."""
         out = {
             "task": self.task,
             "features": [{"name": n, "type": t} for n, t in self.features],
@@ -49,6 +54,7 @@ class Schema:
         return out
 
     def known(self, feature: str) -> tuple[str, ...] | None:
+        """The categories seen in training for ``feature``; None when not recorded."""
         return (self.categories or {}).get(feature)
 
 
@@ -80,6 +86,8 @@ def example_rows(frame: Any, schema: Schema, n: int = 2) -> list[dict[str, Any]]
 
 @dataclass(frozen=True)
 class RowError:
+    """One problem with a request row: which row and field, and what is wrong."""
+
     row: int
     field: str
     message: str
@@ -211,15 +219,21 @@ def _category(v: Any) -> str:
 
 @dataclass
 class Outputs:
+    """A predictor's answer: one prediction per row and, for classifiers, each row's class probabilities."""
+
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None
 
 
 class Predictor(Protocol):
+    """A loaded model that answers prepared rows; ``kind`` says which artifact it runs (onnx or sklearn)."""
+
     schema: Schema
     kind: str
 
-    def predict(self, rows: list[dict[str, Any]]) -> Outputs: ...
+    def predict(self, rows: list[dict[str, Any]]) -> Outputs:
+        """Predictions for rows already checked by :func:`prepare_rows`."""
+        ...
 
 
 def _outputs(schema: Schema, values: np.ndarray, proba: np.ndarray | None) -> Outputs:
@@ -233,6 +247,8 @@ def _outputs(schema: Schema, values: np.ndarray, proba: np.ndarray | None) -> Ou
 
 
 class OnnxPredictor:
+    """The ONNX Runtime path (no pandas, no pickle): one single-threaded session per model."""
+
     kind = "onnx"
 
     def __init__(self, model: bytes, schema: Schema) -> None:
@@ -246,6 +262,7 @@ class OnnxPredictor:
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     def inputs(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """The rows as the session's column feeds: float32 numbers (NaN when unknown), category strings."""
         feeds: dict[str, np.ndarray] = {}
         n = len(rows)
         for name, kind in self.schema.features:
@@ -265,6 +282,7 @@ class OnnxPredictor:
         return np.ravel(result[0]), np.asarray(result[self._outputs.index("probabilities")])
 
     def predict(self, rows: list[dict[str, Any]]) -> Outputs:
+        """Predictions (and probabilities) for prepared rows."""
         values, proba = self.raw(self.inputs(rows))
         return _outputs(self.schema, values, proba)
 
@@ -279,6 +297,7 @@ class SklearnPredictor:
         self.schema = schema
 
     def frame(self, rows: list[dict[str, Any]]) -> Any:
+        """The rows as the DataFrame the pipeline was fitted on."""
         import pandas as pd
 
         data = {}
@@ -291,6 +310,7 @@ class SklearnPredictor:
         return pd.DataFrame(data)
 
     def predict(self, rows: list[dict[str, Any]]) -> Outputs:
+        """Predictions (and probabilities) for prepared rows."""
         X = self.frame(rows)
         if self.schema.task == "regression":
             return _outputs(self.schema, self.pipeline.predict(X), None)

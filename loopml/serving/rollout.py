@@ -43,6 +43,7 @@ class Outcomes:
     results: deque[bool] = field(default_factory=deque)  # True = an error
 
     def add(self, error: bool, latency_ms: float) -> None:
+        """Count one request's outcome; the oldest drops out of the window."""
         self.requests += 1
         self.errors += error
         self.results.append(error)
@@ -53,14 +54,19 @@ class Outcomes:
 
     @property
     def error_rate(self) -> float:
+        """The share of errors in the window."""
         return sum(self.results) / len(self.results) if self.results else 0.0
 
     @property
     def p50_ms(self) -> float:
+        """The median latency in the window (ms)."""
         return statistics.median(self.latencies_ms) if self.latencies_ms else 0.0
 
 
 class Rollout:
+    """A gradual promotion as this process sees it: which share of requests the candidate gets, each
+    version's outcomes, and the automatic rollback of a candidate that does worse than the champion."""
+
     def __init__(self, champion: ModelServer, candidate: ModelServer | None, registry: Registry, weight: float = 0.1,
                  min_requests: int = 200, max_error_increase: float = 0.01, max_latency_ratio: float = 2.0,
                  rng: random.Random | None = None) -> None:
@@ -83,12 +89,14 @@ class Rollout:
         return model
 
     def pick(self, champion: LoadedModel | None) -> tuple[Variant, LoadedModel | None]:
+        """The model for one request: the candidate for ``weight`` of them when it can serve, else ``champion``."""
         cand = self.candidate_model()
         if cand is not None and self.rng.random() < self.weight:
             return "candidate", cand
         return "champion", champion
 
     def record(self, version: int, error: bool, latency_ms: float) -> None:
+        """Count a request's outcome against ``version``; a candidate's outcome may roll it back (:meth:`judge`)."""
         with self._lock:
             self.outcomes.setdefault(version, Outcomes()).add(error, latency_ms)
         cand = self.candidate_model()
@@ -124,6 +132,7 @@ class Rollout:
         return reason
 
     def status(self) -> dict[str, object]:
+        """What /health shows operators: the candidate, its weight, rollbacks and each version's outcomes."""
         cand = self.candidate.target if self.candidate else None
         return {"candidate_version": cand, "weight": self.weight, "rolled_back": dict(self.rolled_back),
                 "outcomes": {v: {"requests": o.requests, "error_rate": round(o.error_rate, 4), "p50_ms": round(o.p50_ms, 3)}

@@ -5,7 +5,6 @@ No pandas, scikit-learn or pyarrow is imported here when the champion has an ONN
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -20,19 +19,18 @@ from loopml.serving.predictor import OnnxPredictor, Predictor, Schema, SklearnPr
 log = logging.getLogger("loopml.serving")
 
 
-
 @dataclass(frozen=True)
 class LoadedModel:
-    """The served version: its number, its typed record and the predictor loaded from its artifact."""
+    """A version ready to answer: its number, its (validated) version record and its predictor."""
 
     version: int
     record: VersionRecord
     predictor: Predictor
 
-    @functools.cached_property
-    def meta(self) -> dict[str, Any]:
-        """The record as ``version.json`` holds it, for the routes that answer with its JSON."""
-        return self.record.as_written()
+    @property
+    def examples(self) -> list[dict[str, Any]]:
+        """Rows of the reference data training stored with the version; none for a version without them."""
+        return list(self.record.examples)
 
 
 class UnservableError(RuntimeError):
@@ -75,6 +73,7 @@ class ModelServer:
         self.target: int | None = None  # the version the alias names, as last read
 
     def current(self) -> LoadedModel | None:
+        """The served model, after re-reading the alias if ``ttl`` has passed; None when none can be served."""
         now = self.clock()
         if self._checked_at is None or now - self._checked_at >= self.ttl:
             with self._lock:
@@ -90,6 +89,7 @@ class ModelServer:
 
     @property
     def refused(self) -> dict[int, str]:
+        """Versions this server will not load again, with why (public wording)."""
         return dict(self._refused)
 
     def _fail(self, public: str, detail: str, level: int = logging.ERROR) -> None:

@@ -14,7 +14,7 @@ or a dependency missing on Python 3.13 fails here.
    SAM's EventBridge scheduled event (`sam local generate-event cloudwatch scheduled-event`) through podman: the
    handler scores the next day, monitors the week ending on it and records its decision; invoked again with the
    same event (a Lambda retry) it changes nothing. SAM runs the function on podman's bridge network, so it reaches
-   moto through a second listener on the bridge's gateway (tests/integration/_podman.py).
+   moto through a second listener on the bridge's gateway (tests/support/podman.py).
 
 Skipped only when podman cannot be set up on this machine (not root, no apt); `.ci/run` sets it up and sets
 LOOPML_REQUIRE_CONTAINERS=1, so in CI a machine without podman fails instead of skipping.
@@ -31,20 +31,21 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-import _podman
 import pandas as pd
 import pytest
 import yaml
-from _support import BUCKET, list_keys, put_parquet, small_spec
+
+from tests.support import REPO
+from tests.support import podman as _podman
+from tests.support.data import small_spec
+from tests.support.moto import BUCKET, client, list_keys, put_parquet
+from tests.support.net import free_port
+from tests.support.podman import CONTAINERS_CONF, SAM
 
 pytestmark = pytest.mark.container
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/loopml:latest"
 IMAGE_LAMBDA = "localhost/loopml:lambda"
-TOOLS = Path(os.environ.get("LOOPML_TOOLS_DIR", "/opt/loopml-tools"))
-CONTAINERS_CONF = TOOLS / "containers" / "containers.conf"
-SAM = TOOLS / "sam-venv" / "bin" / "sam"
 PREFIX = "container-store"
 STORE = f"s3://{BUCKET}/{PREFIX}"
 FIRST, LAST = date(2018, 11, 1), date(2018, 11, 7)  # the week the in-image cycle scores and monitors
@@ -91,9 +92,9 @@ def _podman_run(moto_env: dict[str, str], args: list[str], project: Path, image:
 
 
 @pytest.fixture(scope="module")
-def project(moto_server, s3, car_loan, tmp_path_factory) -> dict:
+def project(moto_server, s3, car_loan_full, tmp_path_factory) -> dict:
     """Data in S3 (a training sample, two weeks of new data, labels for the first week) and project.yaml."""
-    train, new, labels = car_loan
+    train, new, labels = car_loan_full
     train = train.sample(3000, random_state=0).sort_values("timestamp").reset_index(drop=True)
     new = new[(new.timestamp >= str(FIRST)) & (new.timestamp < str(NEXT + timedelta(days=1)))].reset_index(drop=True)
     arrived = new.loc[new.timestamp < str(NEXT), ["id"]].merge(labels, on="id")
@@ -108,17 +109,9 @@ def project(moto_server, s3, car_loan, tmp_path_factory) -> dict:
     folder.chmod(0o755)  # mounted read-only into the image, whose user is not root
     (folder / "project.yaml").chmod(0o644)
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/project.yaml", Body=(folder / "project.yaml").read_bytes())
-    sns = _client(moto_server, "sns")
+    sns = client("sns", moto_server["env"])
     topic = sns.create_topic(Name="loopml-container-alerts")["TopicArn"]
     return {"folder": folder, "spec": spec, "new": new, "topic": topic}
-
-
-def _client(moto_server, service: str):
-    import boto3
-
-    env = moto_server["env"]
-    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +164,9 @@ def test_the_image_runs_as_a_non_root_user_without_build_tools(images) -> None:
 
 def test_the_image_serves_the_champion_over_http(cycled, moto_server, project) -> None:
     """The container form of the API (Cloud Run, ECS, Kubernetes): the image's default command, on $PORT."""
-    import socket
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**moto_server["env"], "LOOPML_STORE": STORE, "PORT": str(port)}
     cmd = ["podman", "run", "-d", "--rm", "--network", "host"]
     for k, v in env.items():

@@ -1,8 +1,3 @@
-"""The e2e tests share the integration fixtures (one moto server per process)."""
+"""The e2e test runs against the session's moto server (tests/conftest.py), its env set per module."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from _support import aws_env, car_loan, moto_server, s3  # noqa: E402, F401  (fixtures)
+from tests.support.moto import moto_server_env  # noqa: F401  (autouse fixture)

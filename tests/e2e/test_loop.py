@@ -14,7 +14,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from _support import BUCKET, put_parquet, small_spec, write_spec
+
+from tests.support.data import small_spec, write_spec
+from tests.support.moto import BUCKET, put_parquet
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +66,7 @@ def sns_queue(moto_server):
     return {"topic": topic, "queue_url": url, "sqs": sqs}
 
 
-def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car_loan, sns_queue, tmp_path,
+def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car_loan_full, sns_queue, tmp_path,
                                                            monkeypatch):
     import nannyml
 
@@ -74,7 +76,7 @@ def test_the_loop_detects_drift_alerts_decides_and_retrains(moto_server, s3, car
     from loopml.runtime.flowrun import run_flow
     from loopml.storage import from_uri
 
-    train, new, labels = car_loan
+    train, new, labels = car_loan_full
     _, analysis, _ = nannyml.load_synthetic_car_loan_dataset()
     new_drifted, arrived = drifted_new_data(new, labels, analysis["y_pred_proba"])
     train = train.sample(6000, random_state=1).sort_values("timestamp").reset_index(drop=True)

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _emu import API_KEY_SHA256, SAM, removing_containers, sam_api
 
 from loopml.storage import LocalStore
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))  # _podman, and _support for the modules that use moto
-
-from _podman import podman_service  # noqa: E402
+from tests.support import REPO as ROOT
+from tests.support.emulator import API_KEY_SHA256, SAM, removing_containers, sam_api
+from tests.support.podman import podman_service
 
 # what the SAM CLI itself runs with (it calls no AWS endpoint; the functions get these credentials)
 SAM_ENV = {"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",

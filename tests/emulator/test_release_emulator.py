@@ -30,14 +30,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import _podman
-import _release
 import boto3
 import pytest
-from _emu import API_KEY, API_KEY_SHA256, removing_containers, sam_api
-from _support import BUCKET, aws_env, moto_server, put_parquet, small_spec, write_spec  # noqa: F401 (fixtures)
 
-# aws_env (autouse, imported above): the moto server, and its env for this module and the commands it runs
+from tests.support import podman as _podman
+from tests.support import release as _release
+from tests.support.data import small_spec, write_spec
+from tests.support.emulator import API_KEY, API_KEY_SHA256, removing_containers, sam_api
+from tests.support.moto import BUCKET, moto_server_env, put_parquet  # noqa: F401 (moto_server_env: autouse fixture)
+
+# moto_server_env (autouse, imported above): the moto server, and its env for this module and the commands it runs
 
 pytestmark = pytest.mark.emulator
 
@@ -109,12 +111,10 @@ def apis(built_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> str:
+def project(tmp_path_factory, car_loan_full) -> str:
     """project.yaml for `loopml train`: the car loan data in S3, one cheap candidate, no latency budget (timings
     must not decide whether a gate passes in a test)."""
-    from loopml.demo.data import car_loan_frames
-
-    train = car_loan_frames()[0].sample(3000, random_state=2).sort_values("timestamp").reset_index(drop=True)
+    train = car_loan_full.train.sample(3000, random_state=2).sort_values("timestamp").reset_index(drop=True)
     data = {"train": put_parquet(boto3.client("s3"), "release-emulator/train.parquet", train)}
     spec = small_spec(data, candidates=[{"family": "linear", "n_iter": 1}], constraints={"max_model_mb": 50})
     return write_spec(tmp_path_factory.mktemp("release-emulator-project") / "project.yaml", spec)

@@ -8,13 +8,14 @@ import json
 import httpx
 import pytest
 import schemathesis
-from _emu import API_KEY, KEY
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
+
+from tests.support.emulator import API_KEY, KEY
 
 
 @pytest.fixture(scope="module")

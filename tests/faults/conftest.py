@@ -1,5 +1,5 @@
-"""Fault tests: kills at named points (``LOOPML_FAULT``) and a moto server behind a stalling proxy.
-Helpers in ``tests/faults/_support.py``; import them as ``from faults._support import ...``."""
+"""Fault tests: kills at named points (``LOOPML_FAULT``, :mod:`tests.support.cli`) and a moto server behind a
+stalling proxy (:mod:`tests.support.faults`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from faults._support import MotoBehindProxy, moto_behind_proxy
+from tests.support.faults import MotoBehindProxy, moto_behind_proxy
 
 
 @pytest.fixture(scope="module")

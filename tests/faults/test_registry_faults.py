@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from faults._support import REFUSE, STALL, MotoBehindProxy, kill_at, run_cli
 from loopml.registry.doctor import examine
 from loopml.registry.registry import CHALLENGER, CHAMPION, Registry, next_history
 from loopml.storage import LocalStore, Store
 from loopml.storage.layout import version_dir
+from tests.support.cli import kill_at, run_cli
+from tests.support.faults import REFUSE, STALL, MotoBehindProxy
 
 MOVE_POINTS = ["alias.before-swap", "alias.after-swap"]
 PROMOTE_POINTS = [*MOVE_POINTS, "promote.before-challenger-clear"]
@@ -122,7 +123,7 @@ def test_registration_killed_then_retried_gives_one_version(target, point):
     import subprocess
     import sys
 
-    from faults._support import cli_env
+    from tests.support.cli import cli_env
 
     def register(fault: str | None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", _REGISTER, target.uri], env=cli_env(target.env, fault),

@@ -16,8 +16,8 @@ import pytest
 
 from loopml.scoring.manifest import MANIFEST, committed, prune, read_predictions
 from loopml.storage import LocalStore
+from tests.support import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SCORE = """
 import sys
 from datetime import date

@@ -1,3 +1,3 @@
-"""Fixtures for the integration tests: see ``_support`` (shared with tests/e2e)."""
+"""The integration tests run against the session's moto server (tests/conftest.py), its env set per module."""
 
-from _support import aws_env, car_loan, moto_server, s3  # noqa: F401  (fixtures)
+from tests.support.moto import moto_server_env  # noqa: F401  (autouse fixture)

@@ -12,7 +12,10 @@ import subprocess
 import sys
 
 import pytest
-from _support import BUCKET, REPO, small_spec, write_spec
+
+from tests.support import REPO
+from tests.support.data import small_spec, write_spec
+from tests.support.moto import BUCKET
 
 pytestmark = pytest.mark.integration
 

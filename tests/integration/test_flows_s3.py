@@ -12,7 +12,10 @@ import subprocess
 import sys
 
 import pytest
-from _support import BUCKET, REPO, list_keys, put_parquet, small_spec, write_spec
+
+from tests.support import REPO
+from tests.support.data import small_spec, write_spec
+from tests.support.moto import BUCKET, list_keys, put_parquet
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +26,9 @@ LABELS_UNTIL = "2018-12-01"  # late labels: only November has them
 
 
 @pytest.fixture(scope="module")
-def project(moto_server, s3, car_loan, tmp_path_factory):
+def project(moto_server, s3, car_loan_full, tmp_path_factory):
     """Data in S3 (train, two months of new data, labels for the first month) and a project.yaml naming it."""
-    train, new, labels = car_loan
+    train, new, labels = car_loan_full
     train = train.sample(6000, random_state=0).sort_values("timestamp").reset_index(drop=True)
     new = new[(new.timestamp >= NEW_START) & (new.timestamp < "2019-01-01")].reset_index(drop=True)  # ISO strings
     arrived = new.loc[new.timestamp < LABELS_UNTIL, ["id"]].merge(labels, on="id")

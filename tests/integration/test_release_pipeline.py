@@ -19,17 +19,18 @@ alarm rollback belongs to CodeDeploy and is configured in template.yaml).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import subprocess
-import threading
-import time
 import zipfile
 
-import _release
 import boto3
 import pytest
-from _support import put_parquet, small_spec, write_spec
+
+from tests.support import release as _release
+from tests.support.api import ApiThread
+from tests.support.cli import run_main as loopml
+from tests.support.data import small_spec, write_spec
+from tests.support.moto import put_parquet
 
 pytestmark = pytest.mark.integration
 
@@ -38,55 +39,13 @@ STAGES = {"staging": "s3://loopml-staging/loopml", "prod": "s3://loopml-prod/loo
 KEY = "release-test-key"
 
 
-def loopml(*args: str) -> int:
-    """One pipeline step: the `loopml` command, in process (its flows still run as Metaflow subprocesses)."""
-    from loopml.cli.main import main
-
-    try:
-        return main(list(args))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-
-
 def make_smoke(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return _release.make_smoke(url, *extra, key=KEY)
 
 
-class ApiThread:
-    """The real FastAPI app under uvicorn, on a loopback port, for the length of a ``with`` block."""
-
-    def __init__(self, store_uri: str, api_key: str) -> None:
-        import uvicorn
-
-        from handlers.app import create_app
-        from handlers.deps import build_deps
-        from loopml.demo.demo import free_port
-        from loopml.settings import Settings
-
-        settings = Settings(store=store_uri, api_key_sha256=hashlib.sha256(api_key.encode()).hexdigest())
-        self.port = free_port()
-        config = uvicorn.Config(create_app(build_deps(settings)), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ApiThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start within 30 s")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def project(moto_server, s3, car_loan, tmp_path_factory):
-    train, _, _ = car_loan
+def project(moto_server, s3, car_loan_full, tmp_path_factory):
+    train, _, _ = car_loan_full
     train = train.sample(6000, random_state=1).sort_values("timestamp").reset_index(drop=True)
     data = {"train": put_parquet(s3, "release/train.parquet", train)}
     # no latency budget: timings must not decide whether a gate passes in a test

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from _support import BUCKET, REPO, put_parquet, small_spec, write_spec
+
+from tests.support import REPO
+from tests.support.data import small_spec, write_spec
+from tests.support.moto import BUCKET, put_parquet
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +22,8 @@ START, END = "2018-11-01", "2018-12-31"
 
 
 @pytest.fixture(scope="module")
-def project(moto_server, s3, car_loan, tmp_path_factory):
-    train, new, labels = car_loan
+def project(moto_server, s3, car_loan_full, tmp_path_factory):
+    train, new, labels = car_loan_full
     train = train.sample(6000, random_state=0).sort_values("timestamp").reset_index(drop=True)
     new = new[(new.timestamp >= START) & (new.timestamp < "2019-01-01")].reset_index(drop=True)
     data = {"train": put_parquet(s3, "retry/train.parquet", train), "new": put_parquet(s3, "retry/new.parquet", new),

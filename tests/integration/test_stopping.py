@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _support import REPO
+
+from tests.support import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +45,11 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def slow_project(tmp_path: Path, car_loan):
+def slow_project(tmp_path: Path, car_loan_full):
     """A training that takes minutes (many large forests), so it is surely running when stopped."""
     from loopml.demo.data import car_loan_spec
 
-    train = car_loan[0]
+    train = car_loan_full[0]
     train.sample(3000, random_state=0).sort_values("timestamp").to_parquet(tmp_path / "train.parquet", index=False)
     raw = car_loan_spec(".")
     raw["data"] = {"train": "train.parquet"}

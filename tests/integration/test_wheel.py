@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _support import small_spec, write_spec
+
+from tests.support import REPO
+from tests.support.data import small_spec, write_spec
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "loopml", "handlers", "flows")
 
 
@@ -79,12 +80,12 @@ def test_the_wheel_carries_the_flows_and_the_handlers(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     flows = sorted(p.name for p in (REPO / "flows").glob("*.py"))
     assert flows and all(f"loopml/flows/{f}" in names for f in flows), sorted(n for n in names if "flows" in n)
-    assert {"loopml/__init__.py", "loopml/cli.py", "handlers/api.py", "handlers/scheduled.py"} <= names
+    assert {"loopml/__init__.py", "loopml/cli/main.py", "handlers/api.py", "handlers/scheduled.py"} <= names
     assert not any(n.startswith(("tests/", "flows/", "bench/")) for n in names)
 
 
-def test_installed_loopml_trains_and_scores_from_an_empty_folder(venv: Path, tmp_path: Path, car_loan) -> None:
-    train, new, _ = car_loan
+def test_installed_loopml_trains_and_scores_from_an_empty_folder(venv: Path, tmp_path: Path, car_loan_full) -> None:
+    train, new, _ = car_loan_full
     project = tmp_path / "project"
     project.mkdir()
     train.iloc[:: len(train) // 3000].to_parquet(project / "train.parquet", index=False)

@@ -16,8 +16,7 @@ import pytest
 import loopml
 from loopml.registry.registry import Registry, RegistryError
 from loopml.storage import LocalStore
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO as ROOT
 
 
 def test_import_loopml_loads_no_ml_library() -> None:
