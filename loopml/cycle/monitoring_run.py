@@ -27,6 +27,7 @@ from loopml.monitoring import Alert, decide_retraining, evaluate_alerts, monitor
 from loopml.monitoring.alerts import DATA_KINDS
 from loopml.monitoring.decision import Decision
 from loopml.monitoring.result import MonitoringResult
+from loopml.registry.records import VersionRecord
 from loopml.registry.registry import ModelVersion, Registry
 from loopml.retraining.claims import Retrainer, start_once
 from loopml.scoring.labels import attach_labels, load_labels, scored_window
@@ -51,21 +52,21 @@ __all__ = ["LATEST", "NOTIFIED", "MonitoringRun", "RunContext", "Notifier", "Evi
 LATEST = LATEST_RUN
 
 
-def model_age_from(meta: dict[str, Any]) -> datetime:
+def model_age_from(record: VersionRecord) -> datetime:
     """When the model's age starts: its registration (``registered_at``, the replayed "now" when
     history is replayed; else the registry's ``created_at``). Not its newest training row: with
     labels that lag, every new model would be "too old" at birth."""
-    moment = datetime.fromisoformat(meta.get("registered_at") or meta["created_at"])
+    moment = record.registered
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def stored_diagnostics(version: ModelVersion) -> dict[str, Any]:
     """What training stored with the version about its reference: the calibration diagnostics and the
     warnings that say the estimates may not be reliable (shown in the report beside this run's figures)."""
-    meta = version.meta
-    warnings = [w for w in meta.get("warnings") or [] if w.get("kind") in REFERENCE_WARNINGS]
-    return {"version": version.number, "calibration": meta.get("calibration"), "warnings": warnings,
-            "stored": "calibration" in meta}
+    record = version.record
+    warnings = [w.as_written() for w in record.warnings if w.kind in REFERENCE_WARNINGS]
+    return {"version": version.number, "calibration": record.calibration, "warnings": warnings,
+            "stored": "calibration" in record.model_fields_set}
 
 
 def run_name(start: date | None, end: date | None, version: int) -> str:
@@ -302,7 +303,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
     window = Window(start=str(start) if start else None, end=str(end) if end else None)
     ctx = RunContext(store, spec, run_name(start, end, champion.number), champion.number, window, now)
     evidence = _evidence(store, spec, champion, start, end, labels_uri)
-    result = monitor(registry.reference(champion), evidence.analysis, spec, champion.meta["schema"].get("classes"))
+    result = monitor(registry.reference(champion), evidence.analysis, spec, (champion.record.model_schema or {}).get("classes"))
     result.training = stored_diagnostics(champion)
     flagged = data_alerts(evidence.coverage, champion.number, f"{window.start}..{window.end}")
     raised = flagged + evaluate_alerts(result, spec)
@@ -310,7 +311,7 @@ def run_monitoring(store: Store, spec: ProblemSpec, start: date | None, end: dat
 
     alerts, new = record_alerts(ctx, raised)
     notified = notify_alerts(ctx, alerts, Notifier(topic_arn, sns_client))
-    decision = record_decision(ctx, decide_retraining(result.chunks, spec, model_age_from(champion.meta), now),
+    decision = record_decision(ctx, decide_retraining(result.chunks, spec, model_age_from(champion.record), now),
                                evidence)
     plain_decision = decision.to_plain()
     if decision.retrain and on_retrain is not None:

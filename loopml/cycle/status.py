@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from loopml.cycle.records import CostSummary, DecisionRecord, LatestRun, MonitoringResults
+from loopml.registry.records import DataRecord, LatencyRecord, LineageRecord, VersionRecord
 from loopml.registry.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import KeyNotFound, Store
 from loopml.storage.layout import DECISIONS, LATEST_RUN, monitoring_report_key, monitoring_results_key
@@ -20,9 +21,9 @@ def status(store: Store) -> dict[str, Any]:
                            "challenger": registry.alias(CHALLENGER), "last_monitoring": None, "open_alerts": [],
                            "last_decision": None, "last_alias_change": (registry.ledger() or [None])[-1]}
     if champ is not None:
-        meta = registry.get(champ).meta
-        out["champion"] = {"version": champ, "family": meta["family"], "metrics": meta["metrics"],
-                           "created_at": meta["created_at"], "served_as": meta["latency_ms"]["served_as"]}
+        record = registry.get(champ).record
+        out["champion"] = {"version": champ, "family": record.family, "metrics": record.metrics,
+                           "created_at": record.created_at.isoformat(), "served_as": _served_as(record)}
     try:
         latest = read(store, LATEST_RUN, LatestRun)
         results = read(store, monitoring_results_key(latest.run_id), MonitoringResults)
@@ -104,19 +105,24 @@ def run_row(run: Any) -> dict[str, Any]:
 def compare(store: Store, a: int, b: int) -> list[tuple[str, Any, Any]]:
     """Two versions side by side: (field, value in ``a``, value in ``b``) for lineage, metrics and gates."""
     registry = Registry(store)
-    va, vb = registry.get(a).meta, registry.get(b).meta
-
-    def flat(meta: dict[str, Any]) -> dict[str, Any]:
-        rows = {"family": meta["family"], "params": meta["params"], "created_at": meta["created_at"],
-                "data.fingerprint": meta["data"]["fingerprint"][:16], "data.rows": meta["data"]["rows"],
-                "data.uri": meta["data"]["uri"], "metaflow_run": meta["lineage"]["metaflow_run"],
-                "code_version": meta["lineage"]["code_version"], "spec_sha256": meta["lineage"]["spec_sha256"][:16],
-                "served_as": meta["latency_ms"]["served_as"], "latency_p99_ms": meta["latency_ms"]["p99"],
-                "gates": "pass" if meta["gates"]["passes"] else "; ".join(meta["gates"]["reasons"])}
-        rows.update({f"test.{k}": v for k, v in meta["metrics"].items()})
-        if meta.get("fairness"):
-            rows["fairness.gap"] = meta["fairness"]["gap"]
-        return rows
-
-    fa, fb = flat(va), flat(vb)
+    fa, fb = _flat(registry.get(a).record), _flat(registry.get(b).record)
     return [(k, fa.get(k), fb.get(k)) for k in dict.fromkeys([*fa, *fb])]
+
+
+def _served_as(record: VersionRecord) -> str | None:
+    return record.latency_ms.served_as if record.latency_ms else None
+
+
+def _flat(r: VersionRecord) -> dict[str, Any]:
+    """One version's record as the rows `loopml compare` shows."""
+    data, lineage, latency = r.data or DataRecord(), r.lineage or LineageRecord(), r.latency_ms or LatencyRecord()
+    rows = {"family": r.family, "params": r.params, "created_at": r.created_at.isoformat(),
+            "data.fingerprint": (data.fingerprint or "")[:16], "data.rows": data.rows, "data.uri": data.uri,
+            "metaflow_run": lineage.metaflow_run, "code_version": lineage.code_version,
+            "spec_sha256": (lineage.spec_sha256 or "")[:16], "served_as": latency.served_as,
+            "latency_p99_ms": latency.p99,
+            "gates": "pass" if r.gates and r.gates.passes else "; ".join(r.gates.reasons if r.gates else [])}
+    rows.update({f"test.{k}": v for k, v in r.metrics.items()})
+    if r.fairness:
+        rows["fairness.gap"] = r.fairness.gap
+    return rows

@@ -55,6 +55,6 @@ def check(store: Store, version: int, *, allow_alerts: bool = False) -> Verdict:
         kinds = sorted({a["kind"] for a in monitoring["alerts"]})
         reasons.append(f"its latest monitoring run {monitoring['run_id']} has {len(monitoring['alerts'])} open "
                        f"alert(s) ({', '.join(kinds)})")
-    gates = v.meta.get("gates") or {}
-    return Verdict(version, reasons, {"gates": gates, "metrics": v.meta.get("metrics"), "monitoring": monitoring,
+    gates = v.record.gates.as_written() if v.record.gates else {}
+    return Verdict(version, reasons, {"gates": gates, "metrics": v.record.metrics, "monitoring": monitoring,
                                       "champion": registry.alias(CHAMPION)})

@@ -7,8 +7,8 @@ whose table ``LAYOUT`` this block is checked against (tests/unit/storage/test_la
     inputs/retrain-until-<date>-<fingerprint>.parquet
                                                      a retraining window's data; never overwritten (keyed by content)
     registry/versions/<NNNN>/version.json            metadata; written last, so a version exists only when complete
-    registry/versions/<NNNN>/model.onnx              artifacts, each checked against its SHA-256 before loading
-    registry/versions/<NNNN>/model.joblib            the scikit-learn pipeline
+    registry/versions/<NNNN>/model.<format>          artifacts (model.onnx, model.joblib), each checked against its SHA-256
+                                                     before loading
     registry/versions/<NNNN>/reference.parquet       test-period features, predictions, targets (NannyML reference)
     registry/versions/<NNNN>/claim.json              the number's claim (create-if-absent) and its time
     registry/runs/<sha256(run key)>.json             the version a run registered: a retried step gets it back
@@ -16,7 +16,7 @@ whose table ``LAYOUT`` this block is checked against (tests/unit/storage/test_la
                                                      holds its move number, that move's ledger entry, the history
     registry/ledger/<alias>/<NNNNNNNN>.json          one per move that happened, keyed by move number, written
                                                      after the alias moved (when, who, from, to, why, forced)
-    registry/ledger-void/<entry>                     entries `loopml doctor --repair` set aside (moves that never happened)
+    registry/ledger-void/<alias>/<NNNNNNNN>.json     unreadable ledger entries `loopml doctor --repair` set aside
     predictions/_manifest.json                       the committed batch scores (date -> object key, rows, model
                                                      versions, run id, scored_at): readers open only what it names
     predictions/date=<YYYY-MM-DD>/<run>.parquet      one object per date and score run, published all at once by a
@@ -52,6 +52,7 @@ __all__ = ["Store", "StoreError", "KeyNotFound", "CorruptObject", "LocalStore", 
 
 
 def from_uri(uri: str) -> Store:
+    """The store at ``uri``: ``s3://bucket/prefix``, ``memory://name`` or a folder path."""
     if uri.startswith("s3://"):
         from loopml.storage.s3 import S3Store
 

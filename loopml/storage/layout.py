@@ -29,18 +29,85 @@ NOTIFIED = f"{MONITORING}/notified"
 RETRAINING = f"{MONITORING}/retraining"
 
 
+# the registry's keys: built and parsed here only ----------------------------------------------
+VERSION_JSON = "version.json"  # written last: a version exists once this does
+VERSION_CLAIM = "claim.json"
+REFERENCE = "reference.parquet"
+# what to list to find every version folder's objects, every alias, every run claim
+VERSIONS_PREFIX = f"{VERSIONS}/"
+ALIASES_PREFIX = f"{ALIASES}/"
+RUNS_PREFIX = f"{RUNS}/"
+
+
 def version_dir(version: int) -> str:
+    """The folder of version ``version``: ``registry/versions/0007``."""
     return f"{VERSIONS}/{version:04d}"
 
 
+def version_json(version: int) -> str:
+    """The version's record; its presence is what makes the version exist."""
+    return artifact_key(version, VERSION_JSON)
+
+
+def version_claim_key(version: int) -> str:
+    """The create-if-absent claim on a version number, written before anything else of the version."""
+    return artifact_key(version, VERSION_CLAIM)
+
+
+def reference_key(version: int) -> str:
+    """The version's reference set (test-period features, predictions, targets) for monitoring."""
+    return artifact_key(version, REFERENCE)
+
+
+def artifact_key(version: int, name: str) -> str:
+    """An object in the version's folder: an artifact (``model.onnx``), or one of the names above."""
+    return f"{version_dir(version)}/{name}"
+
+
+def parse_version_key(key: str) -> tuple[int, str] | None:
+    """``(number, name)`` of a key in a version's folder (the name may hold ``/``); None for any other key."""
+    number, sep, name = key.removeprefix(VERSIONS + "/").partition("/")
+    if not key.startswith(VERSIONS + "/") or not sep or not number.isdigit() or not name:
+        return None
+    return int(number), name
+
+
 def alias_key(alias: str) -> str:
+    """The alias object (``champion``, ``challenger``, ``candidate``), moved by compare-and-swap."""
     return f"{ALIASES}/{alias}.json"
+
+
+def parse_alias_key(key: str) -> str | None:
+    """The alias an alias key names; None for any other key."""
+    name = key.removeprefix(ALIASES + "/")
+    if name == key or "/" in name or not name.endswith(".json"):
+        return None
+    return name.removesuffix(".json")
 
 
 def ledger_key(alias: str, move: int) -> str:
     """The ledger entry of an alias's ``move``-th move: one key per move, so writing it twice (a
     re-run, a repair) is a no-op, never a second entry."""
-    return f"{LEDGER}/{alias}/{move:08d}.json"
+    return f"{ledger_prefix(alias)}{move:08d}.json"
+
+
+def ledger_prefix(alias: str | None = None) -> str:
+    """Where the ledger entries of ``alias`` are (all aliases' with None), for :meth:`Store.list`."""
+    return f"{LEDGER}/{alias}/" if alias else f"{LEDGER}/"
+
+
+def parse_ledger_key(key: str) -> tuple[str, int] | None:
+    """``(alias, move)`` of a ledger entry's key; None for any other key."""
+    alias, sep, name = key.removeprefix(ledger_prefix()).partition("/")
+    move = name.removesuffix(".json")
+    if not key.startswith(ledger_prefix()) or not sep or not move.isdigit() or not name.endswith(".json"):
+        return None
+    return alias, int(move)
+
+
+def ledger_void_key(key: str) -> str:
+    """Where `loopml doctor --repair` sets a ledger entry aside: the same name under ``ledger-void``."""
+    return f"{LEDGER_VOID}/{key.removeprefix(ledger_prefix())}"
 
 
 def run_key_path(run_key: str) -> str:
@@ -50,6 +117,7 @@ def run_key_path(run_key: str) -> str:
 
 
 def now_utc() -> datetime:
+    """The current time, aware, in UTC: the one clock stored times are written with."""
     return datetime.now(UTC)
 
 
@@ -210,13 +278,14 @@ LAYOUT: tuple[Documented, ...] = (
     Documented("inputs/retrain-until-<date>-<fingerprint>.parquet",
                ("a retraining window's data; never overwritten (keyed by content)",), ("retraining_input_key",)),
     Documented("registry/versions/<NNNN>/version.json",
-               ("metadata; written last, so a version exists only when complete",), ()),
-    Documented("registry/versions/<NNNN>/model.onnx",
-               ("artifacts, each checked against its SHA-256 before loading",), ()),
-    Documented("registry/versions/<NNNN>/model.joblib", ("the scikit-learn pipeline",), ()),
+               ("metadata; written last, so a version exists only when complete",), ("version_json",)),
+    Documented("registry/versions/<NNNN>/model.<format>",
+               ("artifacts (model.onnx, model.joblib), each checked against its SHA-256",
+                "before loading"), ("artifact_key",)),
     Documented("registry/versions/<NNNN>/reference.parquet",
-               ("test-period features, predictions, targets (NannyML reference)",), ()),
-    Documented("registry/versions/<NNNN>/claim.json", ("the number's claim (create-if-absent) and its time",), ()),
+               ("test-period features, predictions, targets (NannyML reference)",), ("reference_key",)),
+    Documented("registry/versions/<NNNN>/claim.json", ("the number's claim (create-if-absent) and its time",),
+               ("version_claim_key",)),
     Documented("registry/runs/<sha256(run key)>.json",
                ("the version a run registered: a retried step gets it back",), ("run_key_path",)),
     Documented("registry/aliases/<alias>.json",
@@ -225,8 +294,8 @@ LAYOUT: tuple[Documented, ...] = (
     Documented("registry/ledger/<alias>/<NNNNNNNN>.json",
                ("one per move that happened, keyed by move number, written",
                 "after the alias moved (when, who, from, to, why, forced)"), ("ledger_key",)),
-    Documented("registry/ledger-void/<entry>",
-               ("entries `loopml doctor --repair` set aside (moves that never happened)",), ()),
+    Documented("registry/ledger-void/<alias>/<NNNNNNNN>.json",
+               ("unreadable ledger entries `loopml doctor --repair` set aside",), ("ledger_void_key",)),
     Documented("predictions/_manifest.json",
                ("the committed batch scores (date -> object key, rows, model",
                 "versions, run id, scored_at): readers open only what it names"), ("MANIFEST",)),

@@ -9,7 +9,7 @@ a ``KeyError`` deep inside a caller. The record types live with their owners (``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -27,6 +27,9 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
+    # how errors name the record ("not a valid version record"); the class name when empty
+    record_name: ClassVar[str] = ""
+
     def to_json(self) -> bytes:
         """Strict JSON (NaN and infinities as null), the same encoding as every other stored object."""
         return encode_json(self.to_plain())
@@ -34,6 +37,11 @@ class Record(BaseModel):
     def to_plain(self) -> dict[str, Any]:
         """The record as plain JSON-ready data, as it is stored (a flow artifact, an API answer)."""
         return self.model_dump(mode="json", by_alias=True, fallback=_scalar)
+
+    def as_written(self) -> dict[str, Any]:
+        """The record as a JSON object with the stored names (``"from"``, ``"schema"``), leaving out the
+        fields its writer did not set: what callers that speak JSON (the CLI, the API) are given."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True, fallback=_scalar)
 
 
 def _scalar(value: object) -> object:
@@ -53,7 +61,8 @@ def parse(store: Store, key: str, data: bytes, cls: type[R]) -> R:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "the object"
-        raise CorruptObject(f"{store.url(key)} is not a valid {cls.__name__} record: {where}: {first['msg']}") from None
+        name = cls.record_name or cls.__name__
+        raise CorruptObject(f"{store.url(key)} is not a valid {name} record ({where}: {first['msg']})") from None
 
 
 def read(store: Store, key: str, cls: type[R]) -> R:

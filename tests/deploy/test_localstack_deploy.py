@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.support import REPO as ROOT
+
 pytestmark = pytest.mark.localstack
 
 STACK = "loopml-ci"

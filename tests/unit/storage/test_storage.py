@@ -257,3 +257,16 @@ def test_invalid_json_names_the_object(store):
     store.put("registry/aliases/champion.json", b"{not json")
     with pytest.raises(CorruptObject, match="registry/aliases/champion.json is not valid JSON"):
         store.get_json("registry/aliases/champion.json")
+
+
+def test_exists_asks_for_metadata_never_the_object(store, monkeypatch):
+    """A folder stats, memory looks up, S3 sends a HEAD: none of them reads the object's bytes."""
+    store.put("big.bin", b"x" * 2_000_000)
+    reads: list[str] = []
+    if isinstance(store, (LocalStore, MemoryStore)):
+        for name in ("get", "get_versioned"):
+            monkeypatch.setattr(store, name, lambda key, *_: reads.append(key))
+    else:
+        store.client.meta.events.register("before-call.s3.GetObject", lambda **_: reads.append("GetObject"))
+    assert store.exists("big.bin") and not store.exists("missing.bin") and not store.exists("big")
+    assert reads == []
