@@ -153,7 +153,9 @@ def positive_rate(ds: Dataset, chunk: pd.DataFrame) -> float | None:
 def part_cutoff(names: list[str]) -> None:
     """Domain AUC and |error| for every kind of chunk (the measurements behind DOMAIN_AUC_CUTOFF)."""
     print(f"== cutoff: domain AUC by kind of chunk (cutoff {DOMAIN_AUC_CUTOFF}); |error| of the estimate ==")
-    print(f"{'data set':<12}{'kind':<36}{'chunks':>7}{'AUC min':>9}{'AUC max':>9}{'max |err|':>11}{'max err/noise':>15}")
+    print(
+        f"{'data set':<12}{'kind':<36}{'chunks':>7}{'AUC min':>9}{'AUC max':>9}{'max |err|':>11}{'max err/noise':>15}"
+    )
     for name in names:
         ds = DATASETS[name]
         reference, analysis = load(ds)
@@ -168,7 +170,9 @@ def part_cutoff(names: list[str]) -> None:
         }  # fmt: skip
         for kind, (ref, chunks) in kinds.items():
             if not chunks:  # each reference chunk against the other nine tenths of the reference
-                aucs = [domain_auc(fit_domain(reference.drop(c.index), ds.features), c) for c in cut(reference, size, 10)]
+                aucs = [
+                    domain_auc(fit_domain(reference.drop(c.index), ds.features), c) for c in cut(reference, size, 10)
+                ]
                 print(f"{name:<12}{kind:<36}{len(aucs):>7}{min(aucs):>9.3f}{max(aucs):>9.3f}")
                 continue
             domain = fit_domain(ref, ds.features)
@@ -176,7 +180,9 @@ def part_cutoff(names: list[str]) -> None:
             est, _ = estimates(ds, ref, chunks)
             errors = np.array([abs(e - realized(ds, c)) for e, c in zip(est["estimate"], chunks, strict=True)])
             ratio = errors / np.array([bootstrap_noise(ds, c) for c in chunks])
-            print(f"{name:<12}{kind:<36}{len(aucs):>7}{min(aucs):>9.3f}{max(aucs):>9.3f}{errors.max():>11.4f}{ratio.max():>15.1f}")
+            print(
+                f"{name:<12}{kind:<36}{len(aucs):>7}{min(aucs):>9.3f}{max(aucs):>9.3f}{errors.max():>11.4f}{ratio.max():>15.1f}"
+            )
 
 
 def part_replay(names: list[str], size: int) -> None:
