@@ -147,12 +147,10 @@ class Verdict:
     reasons: tuple[str, ...] = field(default=())
 
     def as_row(self) -> dict[str, object]:
-        """The verdict as flat result columns, for a chunk's row."""
-        return {
-            "domain_auc": self.domain_auc, "estimated_band_lower": self.band[0], "estimated_band_upper": self.band[1],
-            "threshold_margin": self.margin, "estimate_reliable": self.reliable,
-            "unreliable_reasons": list(self.reasons),
-        }  # fmt: skip
+        """The verdict as flat result columns, for a chunk's row (the band itself is NannyML's, already
+        there as ``estimated_lower``/``estimated_upper`` when ``sigmas`` is 3)."""
+        return {"domain_auc": self.domain_auc, "threshold_margin": self.margin, "estimate_reliable": self.reliable,
+                "unreliable_reasons": list(self.reasons)}  # fmt: skip
 
 
 def judge_estimate(
@@ -195,7 +193,8 @@ def labels_needed(
     standard errors, the band :func:`judge_estimate` uses), capped by ``n_rows``.
 
     - roc_auc: Hanley & McNeil's standard error at AUC ``estimate``, with the chunk's predicted class
-      balance ``positive_rate`` splitting the labelled rows into positives and negatives.
+      balance ``positive_rate`` splitting the labelled rows into positives and negatives (multiclass:
+      the smallest predicted class's share, as every one-vs-rest AUC must be measured).
     - accuracy, f1, precision, recall: a binomial proportion at ``estimate``; for f1, precision and recall
       only the positive rows (``positive_rate`` of them, predicted positives standing in for actual
       ones before labels exist) inform the metric, so the count is divided by that share.

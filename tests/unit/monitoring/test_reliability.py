@@ -111,9 +111,10 @@ def test_a_band_across_the_threshold_is_unreliable():
 
 
 @cache
-def _car_price_residuals() -> np.ndarray:
+def _car_price() -> tuple[np.ndarray, float]:
+    """The car price reference's residuals and its target's variance."""
     ref, _, _ = nml.load_synthetic_car_price_dataset()
-    return (ref["y_true"] - ref["y_pred"]).to_numpy()
+    return (ref["y_true"] - ref["y_pred"]).to_numpy(), float(np.var(ref["y_true"]))
 
 
 @pytest.mark.parametrize(
@@ -125,11 +126,16 @@ def _car_price_residuals() -> np.ndarray:
         ("f1", {"estimate": 0.9, "positive_rate": 0.3}),
         ("mae", {"residuals": None}),
         ("rmse", {"residuals": None}),
+        ("mse", {"residuals": None}),
+        ("r2", {"residuals": None}),
     ],
 )
 def test_labels_needed_shrink_as_the_margin_grows_and_never_exceed_the_chunk(metric, kwargs):
-    kwargs = {**kwargs, "residuals": _car_price_residuals()} if "residuals" in kwargs else kwargs
-    scale = 1000.0 if metric in ("mae", "rmse") else 1.0  # car price residuals are in the hundreds
+    if "residuals" in kwargs:
+        residuals, variance = _car_price()
+        kwargs = {"residuals": residuals, "target_variance": variance}
+    # car price residuals are in the hundreds, their squares in the hundreds of thousands; r2 is a fraction
+    scale = {"mae": 1000.0, "rmse": 1000.0, "mse": 1e6}.get(metric, 1.0)
     margins = [m * scale for m in (0.0, 0.002, 0.01, 0.03, 0.1, 0.3)]
     needed = [labels_needed(metric, m, 5000, **kwargs) for m in margins]
     assert needed[0] == 5000  # no margin: every row
