@@ -71,6 +71,16 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check loopml handlers flows tests bench infra
 
+.PHONY: template-variants test-localstack
+# every combination of the template's switching parameters: SAM transform, references, cfn-lint (also in `make test`)
+template-variants:
+	source infra/lib.sh && ensure_sam && "$$SAM_PYTHON" infra/template_variants.py
+
+# the stack deployed to LocalStack's Python runtime on 127.0.0.1 and checked (tests/deploy; CI runs it in `make test`)
+test-localstack: setup
+	bash infra/localstack.sh install
+	LOOPML_LOCALSTACK=1 $(VPY) -m pytest -q tests/deploy
+
 # reads the lock's metadata from $(VPY)'s venv; WHEELHOUSE_DEPS= VPY=<python> uses another venv that has the lock
 WHEELHOUSE_DEPS ?= setup
 wheelhouse: $(WHEELHOUSE_DEPS)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Deployment checks that run without Docker and without a cloud account:
-#   1. sam validate --lint   (SAM transform + cfn-lint on template.yaml)
+#   1. sam validate --lint   (SAM transform + cfn-lint on template.yaml, default parameters)
+#      template variants     (every combination of the switching parameters: SAM transform, no reference to a
+#                             resource the variant does not create, cfn-lint; infra/template_variants.py)
 #   2. sam build             (host build via the root Makefile: Linux cp312 wheels, no container)
 #   3. package size          (unzipped .aws-sam/build/ApiFunction <= 150 MiB)
 #   4. package smoke         (a host-Python twin of the package, imported in isolation, answers
@@ -27,6 +29,9 @@ echo "== sam --version: $("$SAM" --version)"
 
 echo "== sam validate --lint"
 "$SAM" validate --lint --template-file template.yaml
+
+echo "== template variants (SAM transform + references + cfn-lint, each combination of the switches)"
+"$SAM_PYTHON" infra/template_variants.py --template template.yaml
 
 echo "== sam build ApiFunction (the zip; CycleFunction is a container image: make image / sam build with Docker)"
 "$SAM" build ApiFunction --template-file template.yaml

@@ -56,6 +56,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from loopml.runtime.net import free_port  # noqa: E402
+
 API_KEY = "bench-key-0123456789"
 API_KEY_SHA256 = hashlib.sha256(API_KEY.encode()).hexdigest()
 ALIASES = {"onnx": "bench-onnx", "sklearn": "bench-sklearn"}
@@ -347,14 +349,6 @@ def run(store_root: Path, rows: list[dict[str, Any]], versions: dict[str, int],
 LAMBDA_IMAGE = "public.ecr.aws/lambda/python:3.13-x86_64"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_port(port: int, timeout: float = 60.0) -> None:
     import socket
 
@@ -378,7 +372,7 @@ def emulator_cold_start(pkg: Path, store: Path, row: dict[str, Any]) -> dict[str
     runtime on the first invoke, so this is init + first request), then a warm second request."""
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     cmd = ["podman", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080", "-v", f"{pkg}:/var/task:ro",
            "-v", f"{store}:/mnt/store:rw", "-e", "LOOPML_STORE=/mnt/store", "-e", f"LOOPML_ALIAS={ALIASES['onnx']}",
            "-e", f"LOOPML_API_KEY_SHA256={API_KEY_SHA256}", "-e", "LOOPML_OBSERVABILITY=json",
@@ -448,7 +442,7 @@ def load_run(store_root: Path, rows: list[dict[str, Any]], versions: dict[str, i
     c = registry.register({"model.onnx": registry.artifact(a, "model.onnx")}, meta).number
     if registry.alias() != a.number:
         registry.set_alias("champion", a.number, why="bench: load run starts on the ONNX version", action="promote")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOPML_STORE": str(store_root), "LOOPML_API_KEY_SHA256": API_KEY_SHA256,
            "LOOPML_MODEL_TTL_SECONDS": "1", "LOOPML_CANDIDATE_WEIGHT": "0", "LOOPML_LOG_FLUSH_SECONDS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "handlers.app:create_app", "--host", "127.0.0.1",

@@ -27,10 +27,8 @@ class CycleFlow(LoopmlFlow):
 
     @step
     def start(self):
-        from datetime import UTC, datetime
-
         from loopml.cycle.cycle import cycle_run_key, day_count
-        from loopml.dates import parse_date, yesterday
+        from loopml.dates import as_of_or_now, parse_date, yesterday
         from loopml.retraining.triggers import ENGINES
 
         if self.retrain_on not in ("cycle", "no", *ENGINES):
@@ -38,7 +36,7 @@ class CycleFlow(LoopmlFlow):
         self.spec = self.load_spec()
         self.days, self.window = day_count(self.days_text, "--days"), day_count(self.window_text, "--window")
         self.last = parse_date(self.day, "--day") if self.day else yesterday()
-        self.now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
+        self.now = as_of_or_now(self.as_of)
         # keyed by the day, not the Metaflow run: a re-run of the same day resumes its own claims
         self.run_key = cycle_run_key(self.spec, self.last)
         self.next(self.score)

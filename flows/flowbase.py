@@ -4,6 +4,7 @@ import os
 
 from metaflow import FlowSpec, IncludeFile, Parameter
 
+from loopml.api import store_uri
 from loopml.runtime.flowrun import follow_parent
 
 # started by loopml (the CLI, the demo, a test): this process (the runtime, or one of its tasks) dies with
@@ -19,7 +20,7 @@ class LoopmlFlow(FlowSpec):
     spec_dir = Parameter("spec-dir", help="folder that relative data paths in the spec resolve against "
                          "(default: the launch folder; loopml passes the spec's folder)", default=os.getcwd())
     store = Parameter("store", help="store root: a folder or s3://bucket/prefix (default: $LOOPML_STORE or .loopml)",
-                      default=os.environ.get("LOOPML_STORE", ".loopml"))
+                      default=store_uri())
 
     def load_spec(self):
         from loopml.spec import spec_from_text

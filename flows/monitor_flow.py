@@ -40,25 +40,24 @@ class MonitorFlow(LoopmlFlow):
     @card(type="blank", id="monitoring")
     @step
     def monitor(self):
-        from datetime import UTC, datetime
-
         from loopml.cycle.cards import monitoring_card
         from loopml.cycle.monitoring_run import run_monitoring
+        from loopml.dates import as_of_or_now
         from loopml.retraining.triggers import deployed_name, retrainer
+        from loopml.runtime.flowrun import flow_run_key
         from loopml.settings import get_settings
         from loopml.storage import from_uri
 
-        now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
+        now = as_of_or_now(self.as_of)
         store = from_uri(self.store)
         on_retrain = None
         if self.retrain_on:  # this project's and branch's TrainFlow: never another deployment's
             name = deployed_name(self.retrain_on, current.project_name, current.branch_name)
             on_retrain = retrainer(self.retrain_on, store, self.spec, name)
         # keyed by the run, not the attempt: a retried step resumes its own retraining claim
-        run_key = f"MonitorFlow/{current.origin_run_id or current.run_id}"
         run = run_monitoring(store, self.spec, self.first, self.last, now=now,
                              topic_arn=self.topic or get_settings().sns_topic_arn, on_retrain=on_retrain,
-                             run_key=run_key)
+                             run_key=flow_run_key(current))
         self.run_id, self.version, self.alerts, self.decision = run.run_id, run.version, run.alerts, run.decision
         self.rows, self.new_alerts, self.notified = run.results["rows"], run.new_alerts, run.notified
         self.report_url = run.report_url

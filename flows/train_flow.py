@@ -80,18 +80,20 @@ class TrainFlow(LoopmlFlow):
 
     @step
     def end(self):
-        from datetime import UTC, date, datetime
+        from datetime import date
 
+        from loopml.dates import as_of_or_now
         from loopml.modeling.register import register_version
         from loopml.registry.registry import Registry
         from loopml.retraining.challenge import challenge
         from loopml.retraining.claims import record_outcome
+        from loopml.runtime.flowrun import flow_run_key
         from loopml.storage import from_uri
 
         store = from_uri(self.store)
-        now = datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
+        now = as_of_or_now(self.as_of)
         # keyed by the run (the original one when resumed): a retried or resumed end registers one version
-        run_key = f"{current.flow_name}/{current.origin_run_id or current.run_id}"
+        run_key = flow_run_key(current)
         self.version, self.decision = register_version(
             Registry(store), self.spec, self.data, self.winner, self.selection, self.evaluation,
             self.classes, current.pathspec, promote=self.mode == "promote", run_key=run_key, as_of=now)

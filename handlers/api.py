@@ -9,10 +9,13 @@ from mangum import Mangum
 from handlers.app import create_app
 from handlers.body import bad_base64
 from handlers.deps import build_deps
+from handlers.lifecycle import flush_on_shutdown
 
 deps = build_deps()
 deps.server.current()  # cold start: load and verify the champion once, before the first event
 app = create_app(deps)
+# when Lambda retires this container, the buffered prediction log is written first (SIGTERM, see lifecycle)
+flush_on_shutdown(deps.log.flush)
 _asgi = Mangum(app, lifespan="off")
 gc.freeze()  # what init built lives as long as the container: keep it out of every GC pass
 

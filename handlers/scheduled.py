@@ -2,7 +2,8 @@
 
 Deployed as a container-image Lambda function on an EventBridge schedule (template.yaml ``ScheduledFunction``,
 built from the Dockerfile's ``lambda`` stage), for data that fits one machine; CycleFlow on Step Functions or
-Argo runs the same :func:`loopml.cycle.cycle.run_cycle` when it does not.
+Argo runs the same cycle when it does not; this job calls it through :func:`loopml.api.run_cycle`, as any
+other caller does.
 
 The day comes from the event, not from the clock: the cycle fired at ``time`` scores the day before it (a day
 is complete once it is over), so a retried invocation of the same event is the same cycle, whose side effects
@@ -109,14 +110,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except ValidationError as err:
         fields = ", ".join(f"LOOPML_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors())
         raise RuntimeError(f"scheduled job misconfigured: {fields}") from None
-    from loopml.cycle.cycle import run_cycle
-    from loopml.storage import from_uri
+    from loopml.api import run_cycle
 
     day = cycle_day(when)
     spec = load_spec_uri(cfg.spec)
     log.info("cycle for %s (event %s, project %s, store %s)", day, event.get("id", "-"), spec.name, cfg.store)
-    result = run_cycle(from_uri(cfg.store), spec, day, days=cfg.score_days, window_days=cfg.window_days,
-                       as_of=when, retrain=cfg.retrain, topic_arn=cfg.sns_topic_arn)
-    summary = result.summary()
+    summary = run_cycle(spec, day, store=cfg.store, days=cfg.score_days, window_days=cfg.window_days, as_of=when,
+                        retrain=cfg.retrain, topic_arn=cfg.sns_topic_arn)
     log.info("cycle done: %s", summary)
     return summary

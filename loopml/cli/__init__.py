@@ -1,2 +1,2 @@
-"""The ``loopml`` command: argparse and printing only; every command calls :mod:`loopml.api` or one core
-function."""
+"""The ``loopml`` command: argparse (:mod:`.main`) and printing (:mod:`.show`) only; every command calls one
+function of :mod:`loopml.api` (a release step: one of :mod:`loopml.release`)."""

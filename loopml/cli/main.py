@@ -1,165 +1,100 @@
-"""The ``loopml`` command. Each subcommand validates its arguments, calls one core function, prints."""
+"""The ``loopml`` command: argparse and :func:`main`. Each subcommand parses its arguments, calls one function
+of :mod:`loopml.api` (the release steps: one of :mod:`loopml.release`) and prints the result with
+:mod:`loopml.cli.show`; :func:`main` turns errors into one line and an exit code."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
-DEADLINE_EXIT = 124  # like timeout(1)
+from loopml import api
+from loopml.cli import show
+from loopml.runtime.stopping import DEADLINE_EXIT, Stopped, stop_conditions
+
 APP_FACTORY = "handlers.app:create_app"  # uvicorn imports it by name: the core never imports handlers/
 
 
 def echo(text: str = "") -> None:
+    """Print one line to stdout (sys.stdout looked up now: run_flow stands in for it while a flow runs)."""
     sys.stdout.write(text + "\n")
 
 
-def store_uri(args: argparse.Namespace) -> str:
-    if args.store:
-        return args.store
-    from loopml.settings import get_settings  # pydantic-settings only when no --store was given
-
-    return get_settings().store
-
-
-def _store(args: argparse.Namespace, existing: bool = False):
-    """The store of ``--store`` (or the settings). ``existing``: for commands that only read, a store
-    that does not exist is an error ("no such store"), not an empty registry."""
-    from loopml.storage import from_uri
-
-    store = from_uri(store_uri(args))
-    if existing:
-        store.require_existing()
-    return store
+def echo_all(lines: Iterable[str]) -> None:
+    """Print each line as it comes (a replay's lines arrive one cycle at a time)."""
+    for line in lines:
+        echo(line)
 
 
 def _dates(args: argparse.Namespace) -> tuple[date, date]:
-    from loopml.dates import parse_date
+    from loopml.dates import date_range
 
-    start = parse_date(args.start, "--start")
-    end = parse_date(args.end, "--end") if args.end else start
-    if end < start:
-        raise ValueError(f"--end {end} is before --start {start}")
-    return start, end
+    return date_range(args.start, args.end, "--start", "--end")
 
 
-def flow_output(args: argparse.Namespace):
+def flow_output(args: argparse.Namespace) -> Callable[[str], None]:
     """Where a flow's own output goes: all of it with --debug, else Metaflow's progress lines only."""
     from loopml.runtime.flowrun import progress_only
 
     stream = sys.stdout  # bound now: run_flow stands in for sys.stdout while the flow runs
 
-    def show(line: str) -> None:
+    def show_line(line: str) -> None:
         stream.write(line + "\n")
 
-    return show if args.debug else progress_only(show)
-
-
-def _as_of(text: str) -> str:
-    """--as-of checked here, as --start is, instead of deep inside MonitorFlow."""
-    if not text:
-        return ""
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--as-of {text!r} is not an ISO time, e.g. 2019-03-01 or 2019-03-01T00:00:00+00:00") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return show_line if args.debug else progress_only(show_line)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from loopml.runtime.flowrun import run_flow
-    from loopml.runtime.preflight import check_train
-    from loopml.spec import load_spec
-
-    spec = load_spec(args.spec)  # fail here, with the field named, before a flow starts
-    check_train(spec, store_uri(args), args.data or None)
-    run = run_flow("train_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), mode=args.mode,
-                   until=args.until, data=args.data)
-    d = run.data.decision
-    for w in getattr(run.data, "warnings", []):
-        echo(f"warning: {w['message']}")
-    echo("test metrics (held-out split): " + _metrics(run.data.metrics))
-    echo(f"registered version {run.data.version} from {run.pathspec}; promoted: {d['promoted']}")
-    for reason in d["gates"]["reasons"]:
-        echo(f"  not promoted: {reason}")
+    """``loopml train``."""
+    echo_all(show.trained(api.train(args.spec, store=args.store, mode=args.mode, until=args.until,
+                                    data=args.data, output=flow_output(args))))
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    from loopml.registry.registry import Registry
-
-    entry = Registry(_store(args)).promote(args.version, why=args.why, force=args.force)
-    echo(f"champion: {entry['from']} -> {entry['to']} ({entry['why']}){_forced(entry)}")
+    """``loopml promote``."""
+    echo_all(show.promoted(api.promote(args.version, why=args.why, store=args.store, force=args.force)))
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    from loopml.registry.registry import Registry
-
-    entry = Registry(_store(args)).rollback(why=args.why, to=args.to, force=args.force)
-    echo(f"champion rolled back: {entry['from']} -> {entry['to']} ({entry['why']}){_forced(entry)}")
-
-
-def _forced(entry: dict[str, Any]) -> str:
-    return "; FORCED over: " + "; ".join(entry["overrode"]) if entry.get("forced") else ""
+    """``loopml rollback``."""
+    echo_all(show.rolled_back(api.rollback(why=args.why, to=args.to, store=args.store, force=args.force)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
-    from loopml.registry.doctor import DoctorFound, examine
+    """``loopml doctor``: the findings, then exit 2 while problems are left."""
+    from loopml.registry.doctor import DoctorFound
 
-    store = _store(args, existing=True)
-    findings = examine(store, repair=args.repair, grace_seconds=args.grace_hours * 3600)
-    for f in findings:
-        echo(f.line())
-    left = [f for f in findings if not f.repaired]
-    if left:
-        raise DoctorFound(f"{len(left)} problem(s) in {store.uri}"
-                          + ("; `loopml doctor --repair` fixes those marked repairable" if any(f.repair for f in left)
-                             else ""))
-    echo(f"{store.uri}: registry healthy" + (f" ({len(findings)} repaired)" if findings else ""))
+    result = api.doctor(store=args.store, repair=args.repair, grace_hours=args.grace_hours)
+    echo_all(show.findings(result))
+    if result.left:
+        raise DoctorFound(show.doctor_problems(result))
+    echo_all(show.healthy(result))
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from loopml.registry.publish import publish
-    from loopml.storage import from_uri
-
-    source, dest = _store(args, existing=True), from_uri(args.to)
-    report = publish(source, dest, dry_run=args.dry_run, say=echo)
-    echo(f"published to {dest.uri}: {len(report.copied)} version(s) {'to copy' if args.dry_run else 'copied'} "
-         f"{report.copied}, {len(report.already_there)} already there; aliases and ledger untouched")
+    """``loopml publish``."""
+    echo_all(show.published(api.publish(args.to, store=args.store, dry_run=args.dry_run, say=echo), args.dry_run))
 
 
 def cmd_rollout(args: argparse.Namespace) -> None:
     """Gradual promotion: the API sends a share of requests to the candidate alias (loopml.serving.rollout)."""
-    from loopml.registry.registry import Registry
-    from loopml.serving.rollout import CANDIDATE
-
-    registry = Registry(_store(args))
     if args.action == "start":
         if args.version is None:
             raise ValueError("rollout start needs a version")
-        entry = registry.set_alias(CANDIDATE, args.version, why=args.why or "gradual promotion", action="rollout")
-        echo(f"candidate: {entry['from']} -> {entry['to']}; the API sends it LOOPML_CANDIDATE_WEIGHT of /predict "
-             f"and rolls it back if it does worse; finish with `loopml promote {args.version}`")
+        echo_all(show.rollout_started(api.start_rollout(args.version, args.why, store=args.store), args.version))
     elif args.action == "stop":
-        entry = registry.set_alias(CANDIDATE, None, why=args.why or "rollout stopped", action="rollback")
-        echo(f"candidate cleared (was {entry['from']})")
+        echo_all(show.rollout_stopped(api.stop_rollout(args.why, store=args.store)))
     else:
-        current = registry.alias(CANDIDATE)
-        last = next((e for e in reversed(registry.ledger(CANDIDATE))), None)
-        echo(f"candidate: {current if current is not None else 'none'}"
-             + (f"; last change: {last['action']} by {last['who']}: {last['why']}" if last else ""))
+        echo_all(show.rollout(*api.rollout_status(store=args.store)))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    """``loopml serve``: the API under uvicorn, configured from ``LOOPML_*`` like on Lambda."""
     import uvicorn
 
     if args.store:
@@ -169,131 +104,52 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from loopml.runtime.flowrun import run_flow
-    from loopml.runtime.preflight import check_score
-    from loopml.spec import load_spec
-
+    """``loopml score``: prints only when the run committed (any failure before the commit exits 2)."""
     start, end = _dates(args)
-    check_score(load_spec(args.spec), store_uri(args), args.data or None)
-    run = run_flow("score_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), start=start,
-                   end=end, data=args.data, replace=args.replace or None)
-    # reached only when the run committed: any failure before the commit exits 2 with nothing published
-    echo(f"committed {sum(run.data.partitions.values())} rows into {len(run.data.partitions)} dates "
-         f"(run {run.data.score_run}) with version {run.data.version}")
+    echo_all(show.scored(api.score(args.spec, start, end, store=args.store, data=args.data, replace=args.replace,
+                                   output=flow_output(args))))
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
-    from loopml.runtime.flowrun import run_flow
-    from loopml.runtime.preflight import check_monitor
-    from loopml.spec import load_spec
+    """``loopml monitor``."""
+    from loopml.dates import parse_as_of
 
     start, end = _dates(args)
-    as_of = _as_of(args.as_of)
-    check_monitor(load_spec(args.spec), store_uri(args))
-    run = run_flow("monitor_flow", output=flow_output(args), spec=args.spec, store=store_uri(args), start=start,
-                   end=end, as_of=as_of)
-    seen = "EMPTY window: no predictions (alert no_data)" if run.data.rows == 0 else f"{run.data.rows} rows"
-    echo(f"monitoring run {run.data.run_id}: {seen}; {len(run.data.alerts)} alert(s) ({run.data.new_alerts} new); "
-         f"retrain: {run.data.decision['retrain']}")
-    for kind in sorted({a["kind"] for a in run.data.alerts}):
-        echo(f"  {sum(a['kind'] == kind for a in run.data.alerts)} x {kind}")
-    echo(f"report: {run.data.report_url}")
+    as_of = parse_as_of(args.as_of, "--as-of")  # checked here, as --start is, instead of deep inside MonitorFlow
+    echo_all(show.monitored(api.monitor(args.spec, start, end, store=args.store, as_of=as_of,
+                                        output=flow_output(args))))
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
-    from loopml.cycle.replay import replay
-    from loopml.runtime.preflight import check_monitor
-    from loopml.spec import load_spec
-
+    """``loopml run-schedule``: each cycle's lines as soon as it is done."""
     start, end = _dates(args)
-    check_monitor(load_spec(args.spec), store_uri(args))  # the spec's fields, and a champion to monitor
-    for line in replay(args.spec, store_uri(args), start, end,
-                       every_days=args.every, window_days=args.window, retrain=not args.no_retrain):
-        echo(line)
+    echo_all(api.run_schedule(args.spec, start, end, store=args.store, every_days=args.every,
+                              window_days=args.window, retrain=not args.no_retrain))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from loopml.cycle.status import status
-
-    s = status(_store(args, existing=True))
-    if args.json:
-        echo(json.dumps(s, indent=1, default=str))
-        return
-    echo(f"store: {s['store']}  versions: {s['versions']}")
-    c = s["champion"]
-    echo("champion: none" if c is None else f"champion: v{c['version']} {c['family']} {_metrics(c['metrics'])}")
-    echo(f"challenger: {s['challenger'] or 'none'}")
-    m = s["last_monitoring"]
-    if m:
-        seen = "EMPTY: no predictions" if m.get("rows") == 0 else f"{m.get('rows')} rows"
-        echo(f"last monitoring: {m['run_id']} on v{m['version']}, window {m['window']['start']}..{m['window']['end']}: {seen}")
-        for ch in m["chunks"]:
-            echo(f"  {ch['chunk']:>12}  estimated {_num(ch['estimated'])}  realized {_num(ch['realized'])}")
-        echo(f"  drifting features: {', '.join(m['drifting_features']) or 'none'}")
-        for ch in m.get("latency", []):
-            echo(f"  {ch['chunk']:>12}  API latency p50 {ch['latency_p50_ms']:.1f} ms  p99 {ch['latency_p99_ms']:.1f} ms")
-        cost = m.get("cost") or {}
-        for day in cost.get("days") or []:
-            echo(f"  {day['day']:>12}  cost ${day['total_usd']:.4f} ({day['api_rows']:,} API predictions)")
-        if cost.get("usd_per_day") is not None:
-            per_1000 = cost.get("api_usd_per_1000")
-            echo(f"  cost per day ${cost['usd_per_day']:.4f}, projected monthly ${cost['projected_monthly_usd']:.2f}"
-                 + (f", ${per_1000:.5f} per 1,000 API predictions" if per_1000 is not None else ""))
-        echo(f"  report: {m['report']}")
-    echo(f"open alerts: {len(s['open_alerts'])}")
-    for a in s["open_alerts"][:10]:
-        echo(f"  - {a['message']}")
-    d = s["last_decision"]
-    if d:
-        echo(f"last decision: retrain={d['retrain']} " + "; ".join(d.get("reasons", [])))
-
-
-def _num(v: Any) -> str:
-    return "   -  " if v is None else f"{v:.4f}"
-
-
-def _metrics(m: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4f}" for k, v in m.items())
+    """``loopml status`` (``--json``: the same as JSON)."""
+    s = api.status(store=args.store)
+    echo_all([json.dumps(s, indent=1, default=str)] if args.json else show.status(s))
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    from loopml.cycle.status import training_runs
-
-    for r in training_runs(args.limit):
-        state = {True: "ok", False: "FAILED", None: "?"}[r["successful"]]
-        if "problem" in r:
-            echo(f"{r['run']}  {state}  (cannot read its results: {r['problem']})")
-            continue
-        metrics = _metrics(r["metrics"]) if r.get("metrics") else ""
-        echo(f"{r['run']}  {state}  v{r.get('version')}  {r.get('family', '')} "
-             f"{json.dumps(r.get('params', {}))}  data {str(r.get('fingerprint'))[:12]}  {metrics}")
+    """``loopml runs``."""
+    echo_all(show.runs(api.runs(args.limit)))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from loopml.cycle.status import compare
-
-    rows = compare(_store(args, existing=True), args.a, args.b)
-    width = max(len(k) for k, _, _ in rows)
-    echo(f"{'':<{width}}  {'v' + str(args.a):<40}  v{args.b}")
-    for k, a, b in rows:
-        mark = " " if a == b else "*"
-        echo(f"{k:<{width}}{mark} {_short(a):<40}  {_short(b)}")
-
-
-def _short(v: Any) -> str:
-    text = f"{v:.4f}" if isinstance(v, float) else json.dumps(v) if isinstance(v, dict) else str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """``loopml compare``."""
+    echo_all(show.comparison(api.compare(args.a, args.b, store=args.store), args.a, args.b))
 
 
 def cmd_ledger(args: argparse.Namespace) -> None:
-    from loopml.registry.registry import Registry
-
-    for e in Registry(_store(args, existing=True)).ledger():
-        action = f"{e['action']}, forced" if e.get("forced") else e["action"]
-        echo(f"{e['when']}  {e['who']:<10} {e['alias']:<10} {e['from']} -> {e['to']}  [{action}] {e['why']}")
+    """``loopml ledger``."""
+    echo_all(show.ledger(api.ledger(store=args.store)))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """``loopml demo``."""
     from loopml.demo.demo import run_demo
 
     run_demo(args.workdir, echo=echo)
@@ -311,6 +167,7 @@ def _seconds(text: str) -> float:
 
 # release: the pipeline's steps (.github/workflows/); a step that must not go ahead exits 1 ------------
 def _release(fn: Any) -> Any:
+    """A release step that refuses (:class:`ReleaseError`) exits 1, so the pipeline stops there."""
     def run(args: argparse.Namespace) -> None:
         from loopml.release.records import ReleaseError
 
@@ -322,23 +179,13 @@ def _release(fn: Any) -> Any:
     return run
 
 
-def _aws(service: str) -> Any:
-    import boto3  # honours AWS_REGION and AWS_ENDPOINT_URL (moto, LocalStack)
-
-    return boto3.client(service)
-
-
 def _release_target(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The store (``--store``, else the stack's StoreUri output) and the stack (or None)."""
-    from loopml.release.aws import read_stack
+    """The store (``--store``, else the stack's StoreUri output, else the default store) and the stack."""
+    from loopml.release.aws import release_target
     from loopml.storage import from_uri
 
-    stack = read_stack(_aws("cloudformation"), args.stack) if getattr(args, "stack", None) else None
-    if args.store:
-        return from_uri(args.store), stack
-    if stack is not None:
-        return from_uri(stack.store_uri), stack
-    return from_uri(store_uri(args)), None
+    uri, stack = release_target(args.store, getattr(args, "stack", None))
+    return from_uri(uri or api.store_uri()), stack
 
 
 def _version_arg(store: Any, text: str) -> int:
@@ -356,7 +203,9 @@ def _version_arg(store: Any, text: str) -> int:
 
 @_release
 def cmd_release_check(args: argparse.Namespace) -> None:
+    """``loopml release check``: exit 1 with the reasons a version must not ship."""
     from loopml.release.checks import check
+    from loopml.release.records import ReleaseError
 
     store, _ = _release_target(args)
     args.version = _version_arg(store, args.version)
@@ -365,35 +214,29 @@ def cmd_release_check(args: argparse.Namespace) -> None:
     if output:  # the next jobs of the workflow read the version from here (GitLab: a dotenv report)
         with open(output, "a") as out:
             out.write(f"version={args.version}\n")
-    m = verdict.evidence.get("monitoring")
-    echo(f"version {args.version} in {store.uri}: gates {'pass' if (verdict.evidence['gates'] or {}).get('passes') else 'FAIL'}; "
-         f"metrics {json.dumps(verdict.evidence.get('metrics'))}; champion now: {verdict.evidence.get('champion')}")
-    echo("monitoring: no run has seen this version yet" if m is None else
-         f"monitoring: latest run {m['run_id']} ({len(m['alerts'])} open alert(s))")
+    echo_all(show.release_check(args.version, store.uri, verdict))
     if not verdict.passes:
-        for reason in verdict.reasons:
-            echo(f"  blocked: {reason}")
-        from loopml.release.records import ReleaseError
-
         raise ReleaseError(f"version {args.version} may not be released ({len(verdict.reasons)} reason(s) above)")
     echo(f"version {args.version}: releasable")
 
 
 @_release
 def cmd_release_promote(args: argparse.Namespace) -> None:
+    """``loopml release promote``."""
+    from loopml.release.aws import client
     from loopml.release.steps import promote
 
     store, stack = _release_target(args)
     entry = promote(store, args.version, env=args.env, approved_by=args.approved_by, why=args.why,
-                    allow_alerts=args.allow_alerts, function=(_aws("lambda"), stack.function) if stack else None)
-    fn = entry["function"]
-    echo(f"{args.env}: champion {entry['model']['from']} -> {entry['model']['to']} in {store.uri}, approved by "
-         f"{entry['who']}" + (f"; function {fn['name']} live version {fn['to']}" if fn else ""))
+                    allow_alerts=args.allow_alerts, function=(client("lambda"), stack.function) if stack else None)
+    echo_all(show.release_promoted(entry, args.env, store.uri))
 
 
 @_release
 def cmd_release_rollback(args: argparse.Namespace) -> None:
+    """``loopml release rollback``: the model alias and the function's live alias, or one of them."""
     from loopml.registry.registry import current_user
+    from loopml.release.aws import client
     from loopml.release.steps import rollback
 
     if args.stack is None and (args.store is None or args.function_only):
@@ -403,38 +246,33 @@ def cmd_release_rollback(args: argparse.Namespace) -> None:
     # a model-only rollback leaves the stack's function alone but still records the stack's environment
     env = args.env or (stack.name if stack is not None else "")
     entry = rollback(store, why=args.why, who=args.who or current_user(), env=env, model=not args.function_only,
-                     lam=_aws("lambda") if function else None, stack=function,
-                     codedeploy=_aws("codedeploy") if function else None,
+                     lam=client("lambda") if function else None, stack=function,
+                     codedeploy=client("codedeploy") if function else None,
                      to_function_version=args.to_function_version)
-    m, f = entry["model"], entry["function"]
-    echo(f"model: champion {m['from']} -> {m['to']}" if m else "model: not moved")
-    echo(f"function: {f['name']}:{f['alias']} version {f['from']} -> {f['to']}" if f else "function: not moved")
+    echo_all(show.release_rolled_back(entry))
 
 
 @_release
 def cmd_release_publish(args: argparse.Namespace) -> None:
+    """``loopml release publish``."""
     from loopml.release.steps import publish
     from loopml.storage import from_uri
 
     target, _ = _release_target(args)
     copied = publish(from_uri(args.source), target, args.version)
-    echo(f"published to {target.uri}: " + (f"copied version(s) {', '.join(map(str, copied))}" if copied else
-                                          f"version {args.version} was already there"))
+    echo_all(show.release_published(copied, args.version, target.uri))
 
 
 @_release
 def cmd_release_smoke(args: argparse.Namespace) -> None:
+    """``loopml release smoke``: exit 1 on any problem with the deployed API."""
     from loopml.release.records import ReleaseError
     from loopml.release.smoke import smoke
 
     result = smoke(args.url, args.key or os.environ.get("LOOPML_API_KEY") or None,
                    expect_version=args.expect_version, timeout=args.timeout, wait=args.wait)
-    echo(f"smoke {result.url}: version {result.model_version}, row {json.dumps(result.row)}")
-    if result.answer:
-        echo(f"  answer: {json.dumps(result.answer.get('predictions'))}")
+    echo_all(show.smoked(result))
     if not result.passes:
-        for p in result.problems:
-            echo(f"  FAILED: {p}")
         raise ReleaseError(f"{len(result.problems)} problem(s) with {result.url}")
     echo("smoke: OK")
 
@@ -483,6 +321,7 @@ def _release_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``loopml`` command line: every command with its options (``--debug`` and ``--deadline`` on all)."""
     p = argparse.ArgumentParser(prog="loopml", description="The ML lifecycle as one loop.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -577,48 +416,13 @@ def user_error(err: BaseException) -> bool:
 
 
 def one_line(err: BaseException) -> str:
+    """An error's message on one line, cut at 2000 characters."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 2000 else text[:1997] + "..."
 
 
-class Stopped(BaseException):
-    """The command was stopped (a signal, its deadline). A BaseException, like KeyboardInterrupt, so no
-    ``except Exception`` on the way up swallows it; run_flow stops the flow it started on the way."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _stop_on(signum: int, _frame: Any) -> None:
-    raise Stopped(f"stopped by {signal.Signals(signum).name}", 128 + signum)
-
-
-@contextmanager
-def stop_conditions(deadline: float | None) -> Iterator[None]:
-    """SIGTERM, SIGINT and the deadline raise :class:`Stopped` in the main thread, wherever it waits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _deadline(_signum: int, _frame: Any) -> None:
-        raise Stopped(f"the deadline of {deadline:g} s passed", DEADLINE_EXIT)
-
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
-    signal.signal(signal.SIGTERM, _stop_on)
-    signal.signal(signal.SIGINT, _stop_on)
-    if deadline:
-        signal.signal(signal.SIGALRM, _deadline)
-        signal.setitimer(signal.ITIMER_REAL, deadline)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (0, 1 for a bug, 2 for bad input, 124 or 128+N when stopped)."""
     args = parser().parse_args(argv)
     try:
         with stop_conditions(args.deadline):

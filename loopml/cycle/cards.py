@@ -14,6 +14,7 @@ def _fmt(v: Any) -> str:
 
 
 def importance_figure(importance: list[dict[str, float]]):
+    """A bar chart of the permutation importance (the 15 features that matter most), for the training card."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,6 +30,7 @@ def importance_figure(importance: list[dict[str, float]]):
 
 
 def training_card(selection: Any, evaluation: Any, spec: ProblemSpec) -> list[Any]:
+    """TrainFlow's card: the candidates and why one was selected, the test metrics, the importance chart."""
     from metaflow.cards import Image, Markdown, Table
 
     cols = ["family", "valid_score", "latency_p50_ms", "latency_p99_ms", "size_mb", "served_as", "eligible", "selected"]

@@ -85,14 +85,16 @@ def retrain_if_decided(store: Store, spec: ProblemSpec, decision: dict[str, Any]
     if not claim.granted:
         return {"started": False, "why": claim.why, "claim": claim.to_dict()}
     done = recorded_outcome(store, until)
-    if done is not None:  # a retry after the outcome was written: nothing left to do
-        return {"started": True, "claim": claim.to_dict(), **done}
-    outcome = retrain_challenger(store, spec, until, run_key=run_key, as_of=now, lineage=lineage)
-    return {"started": True, "claim": claim.to_dict(), **record_outcome(store, until, outcome, now)}
+    if done is None:  # else a retry after the outcome was written: nothing left to do
+        outcome = retrain_challenger(store, spec, until, run_key=run_key, as_of=now, lineage=lineage)
+        done = record_outcome(store, until, outcome, now)
+    return {"started": True, "claim": claim.to_dict(), **done.to_plain()}
 
 
 @dataclass
 class CycleResult:
+    """What one cycle did: the scoring, the monitoring run, and the retraining (None when none was decided)."""
+
     day: date
     scored: ScoreResult
     monitoring: MonitoringRun

@@ -4,44 +4,61 @@ from __future__ import annotations
 
 from typing import Any
 
+from loopml.cycle.records import CostSummary, DecisionRecord, LatestRun, MonitoringResults
+from loopml.registry.records import DataRecord, LatencyRecord, LineageRecord, VersionRecord
 from loopml.registry.registry import CHALLENGER, CHAMPION, Registry
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import DECISIONS, LATEST_RUN, MONITORING
+from loopml.storage.layout import DECISIONS, LATEST_RUN, monitoring_report_key, monitoring_results_key
+from loopml.storage.records import read
 
 
 def status(store: Store) -> dict[str, Any]:
+    """What the store holds now, for people: versions, aliases and their last change, the last monitoring
+    run with its open alerts, and the last retraining decision."""
     registry = Registry(store)
     champ = registry.alias(CHAMPION)
     out: dict[str, Any] = {"store": store.uri, "versions": registry.versions(), "champion": None,
                            "challenger": registry.alias(CHALLENGER), "last_monitoring": None, "open_alerts": [],
                            "last_decision": None, "last_alias_change": (registry.ledger() or [None])[-1]}
     if champ is not None:
-        meta = registry.get(champ).meta
-        out["champion"] = {"version": champ, "family": meta["family"], "metrics": meta["metrics"],
-                           "created_at": meta["created_at"], "served_as": meta["latency_ms"]["served_as"]}
+        record = registry.get(champ).record
+        out["champion"] = {"version": champ, "family": record.family, "metrics": record.metrics,
+                           "created_at": record.created_at.isoformat(), "served_as": _served_as(record)}
     try:
-        latest = store.get_json(LATEST_RUN)
-        results = store.get_json(f"{MONITORING}/runs/{latest['run_id']}/results.json")
-        out["last_monitoring"] = {"run_id": latest["run_id"], "at": latest["at"], "version": results["version"],
-                                  "window": results["window"], "drifting_features": results["drifting_features"],
-                                  "chunks": [{k: c[k] for k in ("chunk", "estimated", "realized")} for c in results["chunks"]],
-                                  "report": store.url(f"{MONITORING}/runs/{latest['run_id']}/report.html")}
-        # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
-        out["open_alerts"] = results.get("open_alerts", results["alerts"])
-        out["last_monitoring"]["rows"] = results["rows"]
-        out["last_monitoring"]["latency"] = [{k: c.get(k) for k in ("chunk", "latency_p50_ms", "latency_p99_ms")}
-                                             for c in results["chunks"] if c.get("latency_p99_ms") is not None]
-        cost = results.get("cost") or {}
-        out["last_monitoring"]["cost"] = {k: cost.get(k) for k in ("days", "usd_per_day", "projected_monthly_usd",
-                                                                  "api_usd_per_1000", "over_budget")}
-        if results.get("decision"):
-            out["last_decision"] = store.get_json(results["decision"])
+        latest = read(store, LATEST_RUN, LatestRun)
+        results = read(store, monitoring_results_key(latest.run_id), MonitoringResults)
     except KeyNotFound:
-        pass
+        results = None
+    if results is not None:
+        out["last_monitoring"] = last_monitoring(store, latest, results)
+        # the last run's open alerts: its own, plus the previous run's when it could not see the whole window
+        out["open_alerts"] = [a.to_plain() for a in results.open_alerts]
+        out["last_decision"] = _decision(store, results.decision)
     decisions = store.list(DECISIONS + "/")
     if decisions and out["last_decision"] is None:
-        out["last_decision"] = store.get_json(decisions[-1])
+        out["last_decision"] = _decision(store, decisions[-1])
     return out
+
+
+def last_monitoring(store: Store, latest: LatestRun, results: MonitoringResults) -> dict[str, Any]:
+    """The last monitoring run in a few figures: its window, drift, each chunk's performance and latency,
+    and the cost."""
+    cost = results.cost or CostSummary()
+    return {"run_id": latest.run_id, "at": latest.at, "version": results.version,
+            "window": results.window.to_plain(), "drifting_features": results.drifting_features,
+            "chunks": [{"chunk": c.chunk, "estimated": c.estimated, "realized": c.realized} for c in results.chunks],
+            "report": store.url(monitoring_report_key(latest.run_id)), "rows": results.rows,
+            "latency": [{"chunk": c.chunk, "latency_p50_ms": c.latency_p50_ms, "latency_p99_ms": c.latency_p99_ms}
+                        for c in results.chunks if c.latency_p99_ms is not None],
+            "cost": {k: getattr(cost, k) for k in ("days", "usd_per_day", "projected_monthly_usd", "api_usd_per_1000",
+                                              "over_budget")}}
+
+
+def _decision(store: Store, key: str) -> dict[str, Any] | None:
+    try:
+        return read(store, key, DecisionRecord).to_plain()
+    except KeyNotFound:
+        return None
 
 
 def training_runs(limit: int = 20) -> list[dict[str, Any]]:
@@ -86,20 +103,26 @@ def run_row(run: Any) -> dict[str, Any]:
 
 
 def compare(store: Store, a: int, b: int) -> list[tuple[str, Any, Any]]:
+    """Two versions side by side: (field, value in ``a``, value in ``b``) for lineage, metrics and gates."""
     registry = Registry(store)
-    va, vb = registry.get(a).meta, registry.get(b).meta
-
-    def flat(meta: dict[str, Any]) -> dict[str, Any]:
-        rows = {"family": meta["family"], "params": meta["params"], "created_at": meta["created_at"],
-                "data.fingerprint": meta["data"]["fingerprint"][:16], "data.rows": meta["data"]["rows"],
-                "data.uri": meta["data"]["uri"], "metaflow_run": meta["lineage"]["metaflow_run"],
-                "code_version": meta["lineage"]["code_version"], "spec_sha256": meta["lineage"]["spec_sha256"][:16],
-                "served_as": meta["latency_ms"]["served_as"], "latency_p99_ms": meta["latency_ms"]["p99"],
-                "gates": "pass" if meta["gates"]["passes"] else "; ".join(meta["gates"]["reasons"])}
-        rows.update({f"test.{k}": v for k, v in meta["metrics"].items()})
-        if meta.get("fairness"):
-            rows["fairness.gap"] = meta["fairness"]["gap"]
-        return rows
-
-    fa, fb = flat(va), flat(vb)
+    fa, fb = _flat(registry.get(a).record), _flat(registry.get(b).record)
     return [(k, fa.get(k), fb.get(k)) for k in dict.fromkeys([*fa, *fb])]
+
+
+def _served_as(record: VersionRecord) -> str | None:
+    return record.latency_ms.served_as if record.latency_ms else None
+
+
+def _flat(r: VersionRecord) -> dict[str, Any]:
+    """One version's record as the rows `loopml compare` shows."""
+    data, lineage, latency = r.data or DataRecord(), r.lineage or LineageRecord(), r.latency_ms or LatencyRecord()
+    rows = {"family": r.family, "params": r.params, "created_at": r.created_at.isoformat(),
+            "data.fingerprint": (data.fingerprint or "")[:16], "data.rows": data.rows, "data.uri": data.uri,
+            "metaflow_run": lineage.metaflow_run, "code_version": lineage.code_version,
+            "spec_sha256": (lineage.spec_sha256 or "")[:16], "served_as": latency.served_as,
+            "latency_p99_ms": latency.p99,
+            "gates": "pass" if r.gates and r.gates.passes else "; ".join(r.gates.reasons if r.gates else [])}
+    rows.update({f"test.{k}": v for k, v in r.metrics.items()})
+    if r.fairness:
+        rows["fairness.gap"] = r.fairness.gap
+    return rows

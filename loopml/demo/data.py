@@ -25,6 +25,8 @@ def car_loan_frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def car_loan_spec(data_dir: str, threshold: float = 0.9) -> dict[str, Any]:
+    """The car loan project as ``project.yaml``'s fields, its data files in ``data_dir``; the metric must
+    reach ``threshold`` for a model to pass its gates."""
     return {
         "name": "car_loan",
         "task": "binary",

@@ -12,14 +12,17 @@ from loopml.modeling.lineage import check_traceable, code_version
 from loopml.modeling.select import Selection
 from loopml.modeling.tune import CandidateResult, schema_of
 from loopml.modeling.windows import TrainingData
+from loopml.registry.records import TrainingRecord
 from loopml.registry.registry import Registry
 from loopml.serving.predictor import Schema, example_rows, known_categories
 from loopml.spec import ProblemSpec
 
 
-def version_meta(spec: ProblemSpec, data: TrainingData, winner: CandidateResult, selection: Selection,
+def training_record(spec: ProblemSpec, data: TrainingData, winner: CandidateResult, selection: Selection,
                  ev: Evaluation, classes: list | None, run_pathspec: str | None,
-                 as_of: datetime | None = None) -> dict[str, Any]:
+                 as_of: datetime | None = None) -> TrainingRecord:
+    """What training knows about the winner, as its version record holds it (the registry adds the
+    number, the artifacts and the reference set)."""
     test = ev.reference
     schema = schema_of(spec, classes)
     # serving's contract (loopml.serving.predictor): known categories for the number/bool rule and the
@@ -27,7 +30,7 @@ def version_meta(spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
     schema = Schema(schema.task, schema.features, schema.classes,
                     {k: tuple(v) if v is not None else None for k, v in known_categories(data.frame, schema).items()})
     onnx_error = None if winner.onnx.model else (winner.onnx.error or "export failed")
-    return {
+    return TrainingRecord.model_validate({
         "name": spec.name, "task": spec.task, "family": winner.family, "params": winner.params,
         "schema": schema.to_dict(), "examples": example_rows(test, schema), "metrics": ev.metrics,
         "valid_score": winner.valid_score,
@@ -44,8 +47,8 @@ def version_meta(spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
         "fairness": ev.fairness, "importance": ev.importance, "gates": gates(spec, ev.metrics, ev.fairness, onnx_error),
         "warnings": ev.warnings,
         "calibration": ev.calibration,
-        "registered_at": (as_of or datetime.now(UTC)).isoformat(),
-    }
+        "registered_at": as_of or datetime.now(UTC),
+    })
 
 
 def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, winner: CandidateResult,
@@ -61,12 +64,12 @@ def register_version(registry: Registry, spec: ProblemSpec, data: TrainingData, 
     artifacts = {"model.joblib": winner.joblib_bytes}
     if winner.onnx.model:
         artifacts["model.onnx"] = winner.onnx.model
-    meta = version_meta(spec, data, winner, selection, ev, classes, run_pathspec, as_of)
-    g = meta["gates"]
-    version = registry.register(artifacts, meta, ev.reference, run_key=run_key)
-    decision = {"version": version.number, "gates": g, "promoted": False}
-    if g["passes"] and promote:
+    record = training_record(spec, data, winner, selection, ev, classes, run_pathspec, as_of)
+    g = record.gates
+    version = registry.register(artifacts, record, ev.reference, run_key=run_key)
+    decision = {"version": version.number, "gates": g.as_written() if g else None, "promoted": False}
+    if g is not None and g.passes and promote:
         if registry.alias() != version.number:  # a retried step finds its version promoted already
-            registry.promote(version.number, why=f"trained by {run_pathspec}; test {g['metric'].split()[0]} {g['value']:.4f} passes {g['metric']}")
+            registry.promote(version.number, why=f"trained by {run_pathspec}; test {str(g.metric).split()[0]} {g.value:.4f} passes {g.metric}")
         decision["promoted"] = True
     return version.number, decision

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
+from loopml.dates import utc as _utc
 from loopml.monitoring.result import plain
 from loopml.spec import ProblemSpec
 
@@ -92,11 +93,6 @@ def _failing_streak(recent: list[dict[str, Any]]) -> int:
             break
         streak += 1
     return streak
-
-
-def _utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC so naive and aware inputs compare."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _age_days(created: datetime, now: datetime) -> float:

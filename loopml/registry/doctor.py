@@ -1,8 +1,8 @@
 """`loopml doctor`: check the registry (aliases, ledger, versions, artifacts) and repair what is safe.
 
 Every finding names the object it is about. A repair never invents history: it writes down what the
-alias already records, rebuilds a corrupt alias from the ledger, sets aside (never deletes) ledger
-entries for moves that never happened, and removes only leftovers older than a grace period, so a
+alias already records, rebuilds a corrupt alias from the ledger, sets aside (never deletes) unreadable
+ledger entries, and removes only leftovers older than a grace period, so a
 registration or a write still in progress is never touched.
 """
 
@@ -11,12 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from loopml.registry.registry import CHALLENGER, CHAMPION, AliasState, Registry, RegistryError, real_moves
-from loopml.storage import CorruptObject, KeyNotFound, LocalStore, Store
-from loopml.storage.layout import LEDGER, LEDGER_VOID, RUNS, VERSIONS, alias_key, ledger_key, version_dir
+from loopml.registry.records import LedgerEntry, RunClaim, VersionClaim
+from loopml.registry.registry import CHALLENGER, CHAMPION, AliasState, Registry, RegistryError
+from loopml.storage import CorruptObject, KeyNotFound, LocalStore, Store, records
+from loopml.storage.layout import (
+    RUNS_PREFIX,
+    VERSION_JSON,
+    VERSIONS_PREFIX,
+    alias_key,
+    artifact_key,
+    ledger_key,
+    ledger_prefix,
+    ledger_void_key,
+    parse_version_key,
+    version_claim_key,
+    version_dir,
+    version_json,
+)
 
 __all__ = ["Finding", "examine", "DoctorFound", "DEFAULT_GRACE_SECONDS"]
 
@@ -29,12 +42,15 @@ class DoctorFound(RegistryError):
 
 @dataclass
 class Finding:
+    """One problem: the object it is about, what is wrong, and the safe repair if there is one."""
+
     where: str  # the object's URL or the file's path
     problem: str
     repair: Callable[[], str] | None = None  # does the repair, returns what it did; None: needs a person
     repaired: str | None = None
 
     def line(self) -> str:
+        """The finding as `loopml doctor` prints it."""
         status = f"repaired: {self.repaired}" if self.repaired else ("repairable with --repair" if self.repair
                                                                       else "needs a person")
         return f"{self.where}: {self.problem} [{status}]"
@@ -88,9 +104,7 @@ def _served_version(registry: Registry, name: str, number: int, where: str) -> l
 
 def _rewrite_alias(registry: Registry, state: AliasState) -> Callable[[], str]:
     def run() -> str:
-        doc = {"version": state.version, "since": (state.entry or {}).get("when"), "move": state.move,
-               "entry": state.entry, "history": list(state.history)}
-        if not registry.store.put_if(alias_key(state.name), _json(doc), state.token):
+        if not records.write_if(registry.store, alias_key(state.name), state.as_record(), state.token):
             return "not rewritten: the alias moved meanwhile (run doctor again)"
         return f"rewritten: version {state.version}, move {state.move}, history {list(state.history)}"
 
@@ -110,61 +124,30 @@ def _clear_challenger(registry: Registry, state: AliasState, champion: int) -> s
 # the ledger --------------------------------------------------------------------------------
 def _ledger(registry: Registry) -> list[Finding]:
     store, found = registry.store, []
-    keys = store.list(LEDGER + "/")
-    for key in keys:
+    for key in store.list(ledger_prefix()):
         try:
-            store.get_json(key)
+            records.read(store, key, LedgerEntry)
         except CorruptObject as err:
-            found.append(Finding(store.url(key), f"not valid JSON ({str(err).split('(', 1)[-1].rstrip(')')})",
-                                 _set_aside(store, key, "unreadable")))
+            found.append(Finding(store.url(key), _what(store, key, err), _set_aside(store, key, "unreadable")))
     for name in registry.alias_names():
         state = registry.read_alias(name)
-        if state.rebuilt is None and state.entry and "move" in state.entry and state.move:
+        if state.rebuilt is None and state.entry and state.move:
             key = ledger_key(name, state.move)
             if not store.exists(key):
                 found.append(Finding(store.url(key), f"missing: the alias records its move {state.move} "
-                                     f"({state.entry.get('from')} -> {state.entry.get('to')})",
+                                     f"({state.entry.from_} -> {state.entry.to})",
                                      _write_entry(store, key, state.entry)))
-        found.extend(_phantoms(registry, name, state))
     return found
 
 
-def _phantoms(registry: Registry, name: str, state: AliasState) -> list[Finding]:
-    """Old-format entries that are not on the chain of moves that led to the alias: written before a
-    move that a kill or a timeout then stopped (the old code wrote the ledger first)."""
-    store = registry.store
-    flat = [k for k in store.list(LEDGER + "/") if k.count("/") == 2]
-    entries = []
-    for key in flat:
-        try:
-            e = store.get_json(key)
-        except CorruptObject:
-            continue
-        if isinstance(e, dict) and e.get("alias") == name:
-            entries.append((key, e))
-    if not entries:
-        return []
-    anchor = _legacy_anchor(registry, name, state)
-    real = {id(e) for e in real_moves([e for _, e in entries], anchor)}
-    return [Finding(store.url(k), f"records {name} {e.get('from')} -> {e.get('to')}, a move that never happened",
-                    _set_aside(store, k, "never happened"))
-            for k, e in entries if id(e) not in real]
-
-
-def _legacy_anchor(registry: Registry, name: str, state: AliasState) -> int | None:
-    """Where the old-format chain ended: the ``from`` of the first new-format move, or the alias."""
-    nested = registry.store.list(f"{LEDGER}/{name}/")
-    if nested:
-        try:
-            return registry.store.get_json(nested[0]).get("from")
-        except CorruptObject:
-            return state.version
-    return state.version
+def _what(store: Store, key: str, err: CorruptObject) -> str:
+    """What is wrong with the object at ``key``, without its URL (the finding names it already)."""
+    return str(err).removeprefix(f"{store.url(key)} is ")
 
 
 def _set_aside(store: Store, key: str, why: str) -> Callable[[], str]:
     def run() -> str:
-        target = f"{LEDGER_VOID}/{key[len(LEDGER) + 1:]}"
+        target = ledger_void_key(key)
         store.put(target, store.get(key))
         store.delete(key)
         return f"moved to {target} ({why})"
@@ -172,19 +155,18 @@ def _set_aside(store: Store, key: str, why: str) -> Callable[[], str]:
     return run
 
 
-def _write_entry(store: Store, key: str, entry: dict[str, Any]) -> Callable[[], str]:
-    return lambda: "written from the alias" if store.put_new_json(key, entry) else "already there"
+def _write_entry(store: Store, key: str, entry: LedgerEntry) -> Callable[[], str]:
+    return lambda: "written from the alias" if records.write_new(store, key, entry) else "already there"
 
 
 # versions ----------------------------------------------------------------------------------
 def _versions(registry: Registry, cutoff: float) -> list[Finding]:
     store, found = registry.store, []
     dirs: dict[int, set[str]] = {}
-    for key in store.list(VERSIONS + "/"):
-        parts = key.split("/")
-        if len(parts) >= 4 and parts[2].isdigit():
-            dirs.setdefault(int(parts[2]), set()).add("/".join(parts[3:]))
-    complete = {n: f for n, f in dirs.items() if "version.json" in f}
+    for key in store.list(VERSIONS_PREFIX):
+        if (parsed := parse_version_key(key)) is not None:
+            dirs.setdefault(parsed[0], set()).add(parsed[1])
+    complete = {n: f for n, f in dirs.items() if VERSION_JSON in f}
     for n in sorted(complete):
         found.extend(_version(registry, n))
     for n in sorted(set(dirs) - set(complete)):
@@ -197,33 +179,31 @@ def _version(registry: Registry, n: int) -> list[Finding]:
     try:
         version = registry.get(n)
     except CorruptObject as err:
-        return [Finding(registry.store.url(f"{version_dir(n)}/version.json"), str(err).split(" is ", 1)[-1])]
+        return [Finding(registry.store.url(version_json(n)), _what(registry.store, version_json(n), err))]
     out = []
-    for name, info in version.artifacts.items():
+    for name, info in version.record.artifacts.items():
         try:
             registry.artifact(version, name)
         except KeyNotFound:
-            out.append(Finding(registry.store.url(info["key"]), f"missing (an artifact of version {n})"))
+            out.append(Finding(registry.store.url(info.key), f"missing (an artifact of version {n})"))
         except Exception as err:  # IntegrityError: named with the file it is about
-            out.append(Finding(registry.store.url(info["key"]), f"{err}"))
-    ref = version.meta.get("reference")
+            out.append(Finding(registry.store.url(info.key), f"{err}"))
+    ref = version.record.reference
     if ref and not registry.store.exists(ref):
         out.append(Finding(registry.store.url(ref), f"missing (the reference set of version {n})"))
     return out
 
 
 def _claimed_at(registry: Registry, n: int, complete: dict[int, set[str]]) -> float | None:
-    """When number ``n`` was claimed; for claims that predate timestamps, no later than the creation
-    of any higher version (numbers are claimed in order)."""
+    """When number ``n`` was claimed; for a claim that does not say (or is unreadable), no later than
+    the creation of any higher version (numbers are claimed in order)."""
     try:
-        claim = registry.store.get_json(f"{version_dir(n)}/claim.json")
-        when = claim.get("claimed_at") if isinstance(claim, dict) else None
-        if when:
-            return datetime.fromisoformat(when).timestamp()
-    except (KeyNotFound, CorruptObject, ValueError):
+        claim = records.read(registry.store, version_claim_key(n), VersionClaim)
+        if claim.claimed_at is not None:
+            return claim.claimed_at.timestamp()
+    except (KeyNotFound, CorruptObject):
         pass
-    later = [registry.get(m).meta.get("created_at") for m in sorted(complete) if m > n]
-    stamps = [datetime.fromisoformat(str(c)).timestamp() for c in later if c]
+    stamps = [registry.get(m).record.created_at.timestamp() for m in sorted(complete) if m > n]
     return min(stamps) if stamps else None
 
 
@@ -233,17 +213,16 @@ def _abandoned(registry: Registry, n: int, files: set[str], complete: dict[int, 
     claimed = _claimed_at(registry, n, complete)
     if claimed is None or claimed > cutoff:
         return []  # possibly a registration in progress: leave it
-    keys = [f"{version_dir(n)}/{f}" for f in sorted(files)]
+    keys = [artifact_key(n, f) for f in sorted(files)]
 
     def run() -> str:
         for key in keys:
-            if key.endswith("/claim.json"):
-                continue
-            registry.store.delete(key)
+            if key != version_claim_key(n):
+                registry.store.delete(key)
         # the claim goes last and stays if version.json appeared meanwhile: never delete a version
-        if registry.store.exists(f"{version_dir(n)}/version.json"):
+        if registry.store.exists(version_json(n)):
             return "kept: it was completed meanwhile"
-        registry.store.delete(f"{version_dir(n)}/claim.json")
+        registry.store.delete(version_claim_key(n))
         return f"removed {len(keys)} object(s)"
 
     return [Finding(where, f"number {n} was claimed but never completed ({len(keys)} object(s), no version.json)",
@@ -254,21 +233,16 @@ def _stale_runs(registry: Registry, cutoff: float) -> list[Finding]:
     """Run claims (register(run_key=...)) whose version never completed: a retry takes them over
     anyway; removing them saves it the wait."""
     out = []
-    for key in registry.store.list(RUNS + "/"):
+    for key in registry.store.list(RUNS_PREFIX):
         try:
-            claim = registry.store.get_json(key)
-        except CorruptObject:
-            out.append(Finding(registry.store.url(key), "not valid JSON (a run claim)", _delete(registry.store, key)))
+            claim = records.read(registry.store, key, RunClaim)
+        except CorruptObject as err:
+            out.append(Finding(registry.store.url(key), _what(registry.store, key, err), _delete(registry.store, key)))
             continue
-        number = claim.get("version") if isinstance(claim, dict) else None
-        if isinstance(number, int) and registry.store.exists(f"{version_dir(number)}/version.json"):
+        if registry.store.exists(version_json(claim.version)):
             continue
-        try:
-            when = datetime.fromisoformat(str(claim.get("claimed_at"))).timestamp()
-        except ValueError:
-            when = 0.0
-        if when < cutoff:
-            out.append(Finding(registry.store.url(key), f"run {claim.get('run_key')!r} claimed version {number}, "
+        if claim.claimed_at.timestamp() < cutoff:
+            out.append(Finding(registry.store.url(key), f"run {claim.run_key!r} claimed version {claim.version}, "
                                "which was never completed", _delete(registry.store, key)))
     return out
 
@@ -318,9 +292,3 @@ def _scratch(cutoff: float, folder: str | None = None) -> list[Finding]:
         return run
 
     return [Finding(str(p), "the scratch folder of a killed run", remover(p)) for p in sorted(stale)]
-
-
-def _json(obj: Any) -> bytes:
-    from loopml.storage.base import encode_json
-
-    return encode_json(obj)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from loopml.registry.records import VersionClaim
 from loopml.registry.registry import ModelVersion, Registry, RegistryError
-from loopml.storage import Store
-from loopml.storage.base import encode_json
-from loopml.storage.layout import now_utc, version_dir
+from loopml.storage import Store, records
+from loopml.storage.layout import now_utc, version_claim_key, version_dir, version_json
 
 __all__ = ["publish", "PublishReport", "PublishRefused"]
 
@@ -29,6 +29,8 @@ class PublishRefused(RegistryError):
 
 @dataclass
 class PublishReport:
+    """The version numbers copied, and those the destination already held (identical)."""
+
     copied: list[int] = field(default_factory=list)
     already_there: list[int] = field(default_factory=list)
 
@@ -36,8 +38,8 @@ class PublishReport:
 def _conflict(source: Registry, dest: Registry, n: int) -> str | None:
     """Why number ``n`` cannot be published, or None when it is absent or identical there."""
     there = dest.store.url(version_dir(n))
-    if not dest.store.exists(f"{version_dir(n)}/version.json"):
-        if dest.store.exists(f"{version_dir(n)}/claim.json"):
+    if not dest.store.exists(version_json(n)):
+        if dest.store.exists(version_claim_key(n)):
             return (f"version {n} is claimed at {there} by a registration that has not completed "
                     "(`loopml doctor --repair` there removes it once abandoned)")
         return None
@@ -50,20 +52,22 @@ def _conflict(source: Registry, dest: Registry, n: int) -> str | None:
 
 def _copy(source: Registry, dest: Registry, version: ModelVersion) -> None:
     n, base = version.number, version_dir(version.number)
-    claim = {"claimed_at": now_utc().isoformat(), "owner": f"publish from {source.store.uri}"}
-    if not dest.store.put_new_json(f"{base}/claim.json", claim):
+    claim = VersionClaim(claimed_at=now_utc(), owner=f"publish from {source.store.uri}")
+    if not records.write_new(dest.store, version_claim_key(n), claim):
         raise PublishRefused(f"version {n} was claimed at {dest.store.url(base)} while publishing: "
                              "something registers there; publish again to compare")
-    for name in version.artifacts:
-        dest.store.put(version.artifacts[name]["key"], source.artifact(version, name))  # checked by SHA-256
+    for name, info in version.record.artifacts.items():
+        dest.store.put(info.key, source.artifact(version, name))  # checked by SHA-256
     if version.record.reference:
         dest.store.put(version.record.reference, source.store.get(version.record.reference))
-    if not dest.store.put_new(f"{base}/version.json", encode_json(version.meta)):  # last: the version exists
+    if not records.write_new(dest.store, version_json(n), version.record):  # last: the version exists
         raise PublishRefused(f"version {n} appeared at {dest.store.url(base)} while publishing")
 
 
 def publish(source: Store, dest: Store, dry_run: bool = False,
             say: Callable[[str], None] = lambda _: None) -> PublishReport:
+    """Copy the versions ``dest`` lacks from ``source`` (``say`` reports each); refuse, copying nothing,
+    when a number is taken there by something else. ``dry_run``: report, copy nothing."""
     src, dst = Registry(source), Registry(dest)
     numbers = src.versions()
     if not numbers:
@@ -73,11 +77,11 @@ def publish(source: Store, dest: Store, dry_run: bool = False,
         raise PublishRefused("refusing to publish, nothing was copied: " + "; ".join(conflicts))
     report = PublishReport()
     for n in numbers:
-        if dest.exists(f"{version_dir(n)}/version.json"):
+        if dest.exists(version_json(n)):
             report.already_there.append(n)
             continue
         version = src.get(n)
-        say(f"{'would copy' if dry_run else 'copy'} version {n} ({', '.join(version.artifacts)}) -> {dest.url(version_dir(n))}")
+        say(f"{'would copy' if dry_run else 'copy'} version {n} ({', '.join(version.record.artifacts)}) -> {dest.url(version_dir(n))}")
         if not dry_run:
             _copy(src, dst, version)
         report.copied.append(n)

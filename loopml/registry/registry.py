@@ -28,16 +28,31 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loopml import faults
-from loopml.registry.records import VersionRecord
-from loopml.storage import CorruptObject, KeyNotFound, Store
-from loopml.storage.base import encode_json
-from loopml.storage.layout import ALIASES, LEDGER, VERSIONS, alias_key, ledger_key, run_key_path, version_dir
+from loopml.registry.records import AliasRecord, LedgerEntry, RunClaim, TrainingRecord, VersionClaim, VersionRecord
+from loopml.storage import CorruptObject, KeyNotFound, Store, records
+from loopml.storage.layout import (
+    ALIASES_PREFIX,
+    VERSION_CLAIM,
+    VERSION_JSON,
+    VERSIONS_PREFIX,
+    alias_key,
+    artifact_key,
+    ledger_key,
+    ledger_prefix,
+    parse_alias_key,
+    parse_ledger_key,
+    parse_version_key,
+    reference_key,
+    run_key_path,
+    version_claim_key,
+    version_json,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,10 +84,12 @@ class IntegrityError(RuntimeError):
 
 
 def sha256(data: bytes) -> str:
+    """The hex SHA-256 of ``data``: what artifacts are recorded and checked with."""
     return hashlib.sha256(data).hexdigest()
 
 
 def current_user() -> str:
+    """Who a ledger entry names when the caller does not say: ``LOOPML_USER``, ``METAFLOW_USER``, the login."""
     return os.environ.get("LOOPML_USER") or os.environ.get("METAFLOW_USER") or _login()
 
 
@@ -83,35 +100,22 @@ def _login() -> str:
         return "unknown"
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-def _epoch(iso: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(iso)).timestamp()
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class ModelVersion:
-    """A registered version: ``record`` is its typed ``version.json``; ``meta`` the same as written."""
+    """A registered version: its number and its typed ``version.json``."""
 
     number: int
-    meta: dict[str, Any]
+    record: VersionRecord
 
     @functools.cached_property
-    def record(self) -> VersionRecord:
-        return VersionRecord.model_validate(self.meta)
-
-    @property
-    def artifacts(self) -> dict[str, dict[str, Any]]:
-        return self.meta["artifacts"]
+    def meta(self) -> dict[str, Any]:
+        """``version.json`` as written, for readers of the JSON itself (the API's handlers, tests)."""
+        return self.record.as_written()
 
     @property
     def has_onnx(self) -> bool:
-        return "model.onnx" in self.artifacts
+        """True when the version has an ONNX artifact (served without pickle)."""
+        return self.record.has_onnx
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,14 @@ class AliasState:
     version: int | None
     move: int
     history: tuple[int, ...]
-    entry: dict[str, Any] | None
+    entry: LedgerEntry | None
     token: str | None
     rebuilt: str | None = None  # why the state came from the ledger instead (alias missing or corrupt)
+
+    def as_record(self) -> AliasRecord:
+        """The alias object that stores this state."""
+        return AliasRecord(version=self.version, since=self.entry.when if self.entry else None, move=self.move,
+                           entry=self.entry, history=list(self.history))
 
 
 def next_history(history: tuple[int, ...], action: str, to: int | None) -> tuple[int, ...]:
@@ -141,148 +150,140 @@ def next_history(history: tuple[int, ...], action: str, to: int | None) -> tuple
     return (*history, to)
 
 
-def real_moves(entries: list[dict[str, Any]], anchor: int | None) -> list[dict[str, Any]]:
-    """The entries that form an unbroken chain of moves ending at ``anchor`` (where the alias points).
-    Walking back from the alias drops what the old intent-first ledger could leave: an entry for a
-    move that never happened (``to`` is not where the alias went) and the same move written twice."""
-    chain: list[dict[str, Any]] = []
-    expected = anchor
-    for e in reversed(entries):
-        if e.get("to") == expected:
-            chain.append(e)
-            expected = e.get("from")
-    return chain[::-1]
-
-
 class Registry:
+    """The registry in a store: register versions, read them (checked), move aliases, read the ledger.
+
+    ``claim_grace`` is how long a run's claim holds off a retry of the same run; ``clock`` and
+    ``sleep`` are seams for tests."""
+
     def __init__(self, store: Store, claim_grace: float = CLAIM_GRACE_SECONDS,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
         self.claim_grace, self.clock, self.sleep = claim_grace, clock, sleep
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     # versions ----------------------------------------------------------------------------------
+    def _version_files(self, name: str) -> list[int]:
+        """The numbers whose folder holds ``name`` (``version.json``, ``claim.json``)."""
+        return [parsed[0] for key in self.store.list(VERSIONS_PREFIX)
+                if (parsed := parse_version_key(key)) and parsed[1] == name]
+
     def _claim(self) -> int:
         """Reserve the next number with a create-if-absent write: two writers never share one. The
         claim says when, so `doctor` can tell an abandoned number from a registration in progress."""
-        claimed = [int(k.split("/")[2]) for k in self.store.list(VERSIONS + "/") if k.endswith("/claim.json")]
-        n = max(claimed, default=0) + 1
-        claim = {"claimed_at": _iso(self.clock()), "owner": uuid.uuid4().hex}
-        while not self.store.put_new_json(f"{version_dir(n)}/claim.json", claim):
+        n = max(self._version_files(VERSION_CLAIM), default=0) + 1
+        claim = VersionClaim(claimed_at=self._now(), owner=uuid.uuid4().hex)
+        while not records.write_new(self.store, version_claim_key(n), claim):
             n += 1
         return n
 
-    def register(self, artifacts: dict[str, bytes], meta: dict[str, Any], reference: pd.DataFrame | None = None,
-                 run_key: str | None = None) -> ModelVersion:
-        """Store a new version. With ``run_key``, a run that already registered a version (a retried
-        step) gets that version back instead of a second one."""
+    def register(self, artifacts: dict[str, bytes], meta: TrainingRecord | Mapping[str, Any],
+                 reference: pd.DataFrame | None = None, run_key: str | None = None) -> ModelVersion:
+        """Store a new version: ``meta`` is what training knows about it, the registry adds the rest.
+        With ``run_key``, a run that already registered a version (a retried step) gets that version
+        back instead of a second one."""
         if not artifacts:
             raise RegistryError("a version needs at least one artifact")
+        training = meta if isinstance(meta, TrainingRecord) else TrainingRecord.model_validate(meta)
         if run_key is None:
             n = self._claim()
-            return self._commit(n, meta, self._write_artifacts(n, artifacts, reference), None)
-        return self._register_once(run_key, artifacts, meta, reference)
+            return self._commit(n, training, self._write_artifacts(n, artifacts, reference), None)
+        return self._register_once(run_key, artifacts, training, reference)
 
-    def _register_once(self, run_key: str, artifacts: dict[str, bytes], meta: dict[str, Any],
+    def _register_once(self, run_key: str, artifacts: dict[str, bytes], training: TrainingRecord,
                        reference: pd.DataFrame | None) -> ModelVersion:
         key = run_key_path(run_key)
         while True:
             claim, token = self._read_run_claim(key)
             if claim is not None:
-                done = self._complete(claim.get("version"))
+                done = self._complete(claim.version)
                 if done is not None:
                     return done
-                left = self._grace_left(claim)
+                left = self.claim_grace - (self.clock() - claim.claimed_at.timestamp())
                 if left > 0:  # another attempt is registering this run right now: wait for it
                     self.sleep(min(left, 1.0))
                     continue
             n = self._claim()
-            mine = {"run_key": run_key, "version": n, "claimed_at": _iso(self.clock()), "owner": uuid.uuid4().hex}
-            if not self.store.put_if(key, encode_json(mine), token):
+            mine = RunClaim(run_key=run_key, version=n, claimed_at=self._now(), owner=uuid.uuid4().hex)
+            if not records.write_if(self.store, key, mine, token):
                 continue  # another attempt claimed the run first: look again
             faults.point("register.claimed")
             written = self._write_artifacts(n, artifacts, reference)
             if not self._renew(key, mine):
                 continue  # our claim went stale and another attempt took the run over: its version stands
-            return self._commit(n, {**meta, "run_key": run_key}, written, run_key)
+            return self._commit(n, training, written, run_key)
 
-    def _read_run_claim(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    def _read_run_claim(self, key: str) -> tuple[RunClaim | None, str | None]:
+        """The run's claim and its token; a corrupt claim reads as none (and is taken over)."""
         try:
             raw, token = self.store.get_versioned(key)
         except KeyNotFound:
             return None, None
         try:
-            claim = self.store.parse_json(key, raw)
+            return records.parse(self.store, key, raw, RunClaim), token
         except CorruptObject as err:
             log.warning("%s: taking the run over", err)
-            return {}, token
-        return (claim if isinstance(claim, dict) else {}), token
+            return None, token
 
-    def _complete(self, number: Any) -> ModelVersion | None:
-        if not isinstance(number, int) or not self.store.exists(f"{version_dir(number)}/version.json"):
+    def _complete(self, number: int) -> ModelVersion | None:
+        if not self.store.exists(version_json(number)):
             return None
         return self.get(number)
 
-    def _grace_left(self, claim: dict[str, Any]) -> float:
-        claimed = _epoch(claim.get("claimed_at"))
-        return 0.0 if claimed is None else self.claim_grace - (self.clock() - claimed)
-
-    def _renew(self, key: str, mine: dict[str, Any]) -> bool:
+    def _renew(self, key: str, mine: RunClaim) -> bool:
         """Still our claim? Then refresh it (a compare-and-swap): nobody can take it over for another
         grace period, which covers the one write left (version.json)."""
         claim, token = self._read_run_claim(key)
-        if claim is None or claim.get("owner") != mine["owner"]:
+        if claim is None or claim.owner != mine.owner:
             return False
-        return self.store.put_if(key, encode_json({**mine, "claimed_at": _iso(self.clock())}), token)
+        return records.write_if(self.store, key, mine.model_copy(update={"claimed_at": self._now()}), token)
 
     def _write_artifacts(self, n: int, artifacts: dict[str, bytes], reference: pd.DataFrame | None
                          ) -> dict[str, Any]:
-        base = version_dir(n)
         recorded: dict[str, dict[str, Any]] = {}
         for name, data in artifacts.items():
-            self.store.put(f"{base}/{name}", data)
-            recorded[name] = {"key": f"{base}/{name}", "sha256": sha256(data), "bytes": len(data)}
+            self.store.put(artifact_key(n, name), data)
+            recorded[name] = {"key": artifact_key(n, name), "sha256": sha256(data), "bytes": len(data)}
         if reference is not None:
-            self.store.write_parquet(f"{base}/reference.parquet", reference)
-        return {"artifacts": recorded, "reference": f"{base}/reference.parquet" if reference is not None else None}
+            self.store.write_parquet(reference_key(n), reference)
+        return {"artifacts": recorded, "reference": reference_key(n) if reference is not None else None}
 
-    def _commit(self, n: int, meta: dict[str, Any], written: dict[str, Any], run_key: str | None) -> ModelVersion:
+    def _commit(self, n: int, training: TrainingRecord, written: dict[str, Any], run_key: str | None
+                ) -> ModelVersion:
         faults.point("register.before-commit")
-        full = {**meta, "version": n, "created_at": _iso(self.clock()), **written}
-        self.store.put_json(f"{version_dir(n)}/version.json", full)  # last: the version now exists
-        return ModelVersion(n, full)
+        fields = {**training.as_written(), "version": n, "created_at": self._now(), **written}
+        if run_key is not None:
+            fields["run_key"] = run_key
+        record = VersionRecord.model_validate(fields)
+        records.write(self.store, version_json(n), record)  # last: the version now exists
+        return ModelVersion(n, record)
 
     def versions(self) -> list[int]:
-        return sorted(int(k.split("/")[2]) for k in self.store.list(VERSIONS + "/") if k.endswith("/version.json"))
+        """The registered (complete) version numbers, in order."""
+        return sorted(self._version_files(VERSION_JSON))
 
     def get(self, number: int) -> ModelVersion:
         """The version, its record checked: a version.json that is not one names its file."""
-        from pydantic import ValidationError
-
-        key = f"{version_dir(number)}/version.json"
         try:
-            version = ModelVersion(number, self.store.get_json(key))
-            version.record  # noqa: B018  (validated here, once, so every reader can trust it)
+            return ModelVersion(number, records.read(self.store, version_json(number), VersionRecord))
         except KeyNotFound:
             raise MissingVersion(f"no version {number} in the registry at {self.store.uri}") from None
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "the record"
-            raise CorruptObject(f"{self.store.url(key)} is not a valid version record ({where}: {first['msg']})"
-                                ) from None
-        return version
 
     def artifact(self, version: ModelVersion, name: str) -> bytes:
         """The artifact's bytes, refused unless they match the recorded SHA-256."""
-        info = version.artifacts.get(name)
+        info = version.record.artifacts.get(name)
         if info is None:
             raise RegistryError(f"version {version.number} has no artifact {name!r}")
-        data = self.store.get(info["key"])
-        if sha256(data) != info["sha256"]:
+        data = self.store.get(info.key)
+        if sha256(data) != info.sha256:
             raise IntegrityError(
                 f"version {version.number}: {name} does not match its recorded SHA-256; refusing to load it")
         return data
 
     def reference(self, version: ModelVersion) -> pd.DataFrame:
+        """The version's reference set (test-period features, predictions, targets)."""
         if not version.record.reference:
             raise RegistryError(f"version {version.number} has no reference set")
         return self.store.read_parquet(version.record.reference)
@@ -290,13 +291,13 @@ class Registry:
     def problems(self, version: ModelVersion) -> list[str]:
         """Why this version should not serve: artifacts missing or failing their SHA-256, failed gates."""
         found = []
-        for name, info in version.artifacts.items():
+        for name, info in version.record.artifacts.items():
             try:
                 self.artifact(version, name)
             except IntegrityError:
-                found.append(f"{self.store.url(info['key'])} does not match its recorded SHA-256")
+                found.append(f"{self.store.url(info.key)} does not match its recorded SHA-256")
             except KeyNotFound:
-                found.append(f"{self.store.url(info['key'])} is missing")
+                found.append(f"{self.store.url(info.key)} is missing")
         gates = version.record.gates
         if gates is not None and not gates.passes:
             found.append("it failed its gates (" + "; ".join(gates.reasons or ["no reason recorded"]) + ")")
@@ -304,15 +305,17 @@ class Registry:
 
     # aliases and the ledger --------------------------------------------------------------------
     def alias(self, name: str = CHAMPION) -> int | None:
-        return self.read_alias(name, history=False).version
+        """The version the alias names; None when it names none."""
+        return self.read_alias(name).version
 
     def resolve(self, name: str = CHAMPION) -> ModelVersion:
+        """The version the alias names; :class:`RegistryError` when it names none."""
         n = self.alias(name)
         if n is None:
             raise RegistryError(f"no {name} in the registry at {self.store.uri}")
         return self.get(n)
 
-    def read_alias(self, name: str, history: bool = True) -> AliasState:
+    def read_alias(self, name: str) -> AliasState:
         """The alias as stored; rebuilt from the ledger when the object is missing or corrupt, so a
         damaged alias never blocks the moves (and the repair) that would fix it."""
         key = alias_key(name)
@@ -321,28 +324,25 @@ class Registry:
         except KeyNotFound:
             return self._from_ledger(name, None, "missing")
         try:
-            doc = self.store.parse_json(key, raw)
-            if not isinstance(doc, dict) or not _is_version(doc.get("version")):
-                raise CorruptObject(f"{self.store.url(key)} has no valid 'version'")
+            doc = records.parse(self.store, key, raw, AliasRecord)
         except CorruptObject as err:
             log.warning("%s; using the ledger's account of %r", err, name)
             return self._from_ledger(name, token, str(err))
-        if "move" not in doc:  # written before moves were numbered: derive the rest from the ledger
-            chain = real_moves(self._stored_entries(name, strict=False), doc["version"]) if history else []
-            return AliasState(name, doc["version"], len(chain), _fold(chain), chain[-1] if chain else None, token)
-        return AliasState(name, doc["version"], int(doc["move"]), tuple(doc.get("history") or ()),
-                          doc.get("entry"), token)
+        return AliasState(name, doc.version, doc.move, tuple(doc.history), doc.entry, token)
 
     def _from_ledger(self, name: str, token: str | None, why: str) -> AliasState:
+        """The alias as its ledger entries tell it (an unreadable entry is skipped)."""
         entries = self._stored_entries(name, strict=False)
         if not entries:
             return AliasState(name, None, 0, (), None, token, why if token is not None else None)
-        chain = real_moves(entries, entries[-1].get("to"))
-        move = max([len(chain), *(e.get("move", 0) for e in entries if isinstance(e.get("move"), int))])
-        return AliasState(name, chain[-1].get("to"), move, _fold(chain), chain[-1], token, why)
+        history: tuple[int, ...] = ()
+        for e in entries:
+            history = next_history(history, e.action, e.to)
+        return AliasState(name, entries[-1].to, entries[-1].move, history, entries[-1], token, why)
 
     def set_alias(self, name: str, number: int | None, why: str, action: str = "set", who: str | None = None
                   ) -> dict[str, Any]:
+        """Point ``name`` at version ``number`` (None clears it); returns the move's ledger entry."""
         if number is not None:
             self.get(number)  # refuse an alias to a version that does not exist
         return self._move(self.read_alias(name), number, why, action, who)
@@ -351,27 +351,25 @@ class Registry:
               overrode: list[str] | None = None) -> dict[str, Any]:
         """Move an alias from ``state`` (as read) to ``to``: one compare-and-swap, then the ledger."""
         self._record(state)  # the previous move's entry, if a kill skipped it
-        when = _iso(self.clock())
-        entry = {"when": when, "who": who or current_user(), "alias": state.name, "from": state.version, "to": to,
-                 "action": action, "why": why, "move": state.move + 1, "forced": bool(overrode),
-                 "overrode": overrode or [], "id": uuid.uuid4().hex}
-        doc = {"version": to, "since": when, "move": entry["move"], "entry": entry,
-               "history": list(next_history(state.history, action, to))}
+        entry = LedgerEntry(when=self._now(), who=who or current_user(), alias=state.name, from_=state.version, to=to,
+                            action=action, why=why, move=state.move + 1, forced=bool(overrode),
+                            overrode=overrode or [], id=uuid.uuid4().hex)
+        moved = AliasState(state.name, to, entry.move, next_history(state.history, action, to), entry, None)
         faults.point("alias.before-swap")
-        if not self.store.put_if(alias_key(state.name), encode_json(doc), state.token):
-            now = self.read_alias(state.name, history=False)
-            by = f" by {now.entry['who']} ({now.entry['action']})" if now.entry else ""
+        if not records.write_if(self.store, alias_key(state.name), moved.as_record(), state.token):
+            now = self.read_alias(state.name)
+            by = f" by {now.entry.who} ({now.entry.action})" if now.entry else ""
             raise ConcurrentMove(f"{state.name} was moved while this command ran (now version {now.version}{by}); "
                                  "nothing was changed: check `loopml ledger` and run the command again if still wanted")
         faults.point("alias.after-swap")
-        self._record(AliasState(state.name, to, entry["move"], (), entry, None))
-        return entry
+        self._record(moved)
+        return entry.as_written()
 
     def _record(self, state: AliasState) -> None:
         """Write the ledger entry of the alias's last move unless it is there (create-if-absent: a
         repeat writes nothing)."""
-        if state.entry and state.move and state.rebuilt is None and "move" in state.entry:
-            self.store.put_new_json(ledger_key(state.name, state.move), state.entry)
+        if state.entry and state.move and state.rebuilt is None:
+            records.write_new(self.store, ledger_key(state.name, state.move), state.entry)
 
     def _vet(self, number: int, force: bool, how: str) -> list[str]:
         """Refuse a version that fails its SHA-256 check or its gates, unless forced: then say what was
@@ -383,6 +381,7 @@ class Registry:
         return found
 
     def promote(self, number: int, why: str, who: str | None = None, force: bool = False) -> dict[str, Any]:
+        """Make version ``number`` the champion (vetted unless ``force``); returns the ledger entry."""
         state = self.read_alias(CHAMPION)
         if state.version == number:
             self._clear_challenger(number, who)  # a re-run after a kill finishes what the first run began
@@ -403,10 +402,6 @@ class Registry:
         except ConcurrentMove:
             pass  # someone set a new challenger meanwhile: theirs stands
 
-    def champion_history(self) -> list[int]:
-        """The champions in order, as rollbacks left them: a plain rollback goes to the one before last."""
-        return list(self.read_alias(CHAMPION).history)
-
     def rollback(self, why: str, to: int | None = None, who: str | None = None, force: bool = False
                  ) -> dict[str, Any]:
         """Put back the champion that the current one replaced (``to=None``), or set it to ``to``."""
@@ -424,47 +419,32 @@ class Registry:
         return self._move(state, to, why, "rollback", who, overrode)
 
     def alias_names(self) -> list[str]:
-        names = {k.split("/")[-1].removesuffix(".json") for k in self.store.list(ALIASES + "/")}
-        names |= {k.split("/")[2] for k in self.store.list(LEDGER + "/") if k.count("/") == 3}
+        """Every alias that exists or has ledger entries."""
+        names = {name for key in self.store.list(ALIASES_PREFIX) if (name := parse_alias_key(key))}
+        names |= {parsed[0] for key in self.store.list(ledger_prefix()) if (parsed := parse_ledger_key(key))}
         return sorted(names)
 
-    def _stored_entries(self, alias: str | None, strict: bool = True) -> list[dict[str, Any]]:
-        """Entries as stored, oldest first: the old flat ledger (one numbered file per change, all
-        aliases) and then one folder per alias, numbered by move."""
-        flat = [k for k in self.store.list(LEDGER + "/") if k.count("/") == 2]
-        nested = self.store.list(f"{LEDGER}/{alias}/") if alias else [
-            k for k in self.store.list(LEDGER + "/") if k.count("/") == 3]
+    def _stored_entries(self, alias: str | None, strict: bool = True) -> list[LedgerEntry]:
+        """The ledger entries as stored (of one alias, or all), each alias's in move order. Not
+        ``strict``: an unreadable entry is skipped (doctor names it)."""
         entries = []
-        for key in flat + nested:
+        for key in self.store.list(ledger_prefix(alias)):
+            if parse_ledger_key(key) is None:
+                continue
             try:
-                e = self.store.get_json(key)
+                entries.append(records.read(self.store, key, LedgerEntry))
             except CorruptObject:
                 if strict:
                     raise
                 log.warning("skipping the corrupt ledger entry %s", self.store.url(key))
-                continue
-            if isinstance(e, dict) and (alias is None or e.get("alias") == alias):
-                entries.append(e)
         return entries
 
     def ledger(self, alias: str | None = None) -> list[dict[str, Any]]:
         """Every alias move, oldest first, including a last move whose entry a kill kept out of the
-        ledger (it is in the alias)."""
+        ledger (it is in the alias). Each entry as its JSON reads (``entry["from"]``)."""
         entries = self._stored_entries(alias)
         for name in [alias] if alias else self.alias_names():
-            last = self.read_alias(name, history=False).entry
-            if last and "move" in last and not any(e.get("id") == last.get("id") for e in entries):
+            last = self.read_alias(name).entry
+            if last and not any(e.id == last.id for e in entries):
                 entries.append(last)
-        legacy = [e for e in entries if "move" not in e]
-        return legacy + sorted((e for e in entries if "move" in e), key=lambda e: (str(e["when"]), e["move"]))
-
-
-def _is_version(v: Any) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool))
-
-
-def _fold(chain: list[dict[str, Any]]) -> tuple[int, ...]:
-    history: tuple[int, ...] = ()
-    for e in chain:
-        history = next_history(history, str(e.get("action")), e.get("to"))
-    return history
+        return [e.as_written() for e in sorted(entries, key=lambda e: (e.when.isoformat(), e.move))]

@@ -122,3 +122,22 @@ def _stop_deployments(codedeploy: Any, groups: list[tuple[str, str]]) -> list[st
             codedeploy.stop_deployment(deploymentId=dep, autoRollbackEnabled=True)
             stopped.append(dep)
     return stopped
+
+
+# the clients: the one place a release makes them, so everything above takes a client and runs against moto
+def client(service: str) -> Any:
+    """A boto3 client for ``service``; boto3 honours AWS_REGION and AWS_ENDPOINT_URL (moto, LocalStack)."""
+    import boto3
+
+    return boto3.client(service)
+
+
+def release_target(store_uri: str | None, stack_name: str | None) -> tuple[str | None, StackInfo | None]:
+    """An environment: its store (``store_uri``, else the stack's StoreUri output; None when neither is
+    given) and its stack (None without ``stack_name``)."""
+    stack = read_stack(client("cloudformation"), stack_name) if stack_name else None
+    if store_uri:
+        return store_uri, stack
+    if stack is not None:
+        return stack.store_uri, stack
+    return None, None

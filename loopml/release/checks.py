@@ -6,39 +6,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopml.cycle.records import MonitoringResults
 from loopml.registry.registry import CHAMPION, Registry
 from loopml.storage import Store
-from loopml.storage.layout import MONITORING
+from loopml.storage.layout import MONITORING_RUNS, results_run_id
+from loopml.storage.records import read
 
 
 # check -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a version may ship: the reasons it may not (none: it may) and the evidence looked at."""
+
     version: int
     reasons: list[str]
     evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passes(self) -> bool:
+        """No reason against it."""
         return not self.reasons
 
 
 def latest_monitoring(store: Store, version: int) -> dict[str, Any] | None:
     """The newest monitoring run that looked at ``version``'s predictions (``results.json`` of each run
     under ``monitoring/runs/``), or None when none has: a candidate that has never served."""
-    found: list[dict[str, Any]] = []
-    for key in store.list(f"{MONITORING}/runs/"):
-        if not key.endswith("/results.json"):
-            continue
-        results = store.get_json(key)
-        if isinstance(results, dict) and results.get("version") == version:
-            # open_alerts: what is still open after this run (carried over, not yet resolved); older
-            # results have only this run's alerts
-            alerts = results.get("open_alerts", results.get("alerts")) or []
-            found.append({"run_id": key.split("/")[2], "at": str(results.get("at") or ""),
-                          "window": results.get("window"), "alerts": alerts})
+    found: list[tuple[str, MonitoringResults]] = []
+    for key in store.list(f"{MONITORING_RUNS}/"):
+        run_id = results_run_id(key)
+        if run_id is not None and (results := read(store, key, MonitoringResults)).version == version:
+            found.append((run_id, results))
+    if not found:
+        return None
     # run ids are <start>_<end>_v<version>: the latest window sorts last; `at` breaks ties
-    return max(found, key=lambda r: (str((r["window"] or {}).get("end", "")), r["at"], r["run_id"]), default=None)
+    run_id, results = max(found, key=lambda f: (str(f[1].window.end), f[1].at, f[0]))
+    # open_alerts: what is still open after this run (carried over, not yet resolved)
+    return {"run_id": run_id, "at": results.at, "window": results.window.to_plain(),
+            "alerts": [a.to_plain() for a in results.open_alerts]}
 
 
 def check(store: Store, version: int, *, allow_alerts: bool = False) -> Verdict:
@@ -48,9 +52,9 @@ def check(store: Store, version: int, *, allow_alerts: bool = False) -> Verdict:
     reasons = list(registry.problems(v))
     monitoring = latest_monitoring(store, version)
     if monitoring and monitoring["alerts"] and not allow_alerts:
-        kinds = sorted({str(a.get("kind", "alert")) for a in monitoring["alerts"]})
+        kinds = sorted({a["kind"] for a in monitoring["alerts"]})
         reasons.append(f"its latest monitoring run {monitoring['run_id']} has {len(monitoring['alerts'])} open "
                        f"alert(s) ({', '.join(kinds)})")
-    gates = v.meta.get("gates") or {}
-    return Verdict(version, reasons, {"gates": gates, "metrics": v.meta.get("metrics"), "monitoring": monitoring,
+    gates = v.record.gates.as_written() if v.record.gates else {}
+    return Verdict(version, reasons, {"gates": gates, "metrics": v.record.metrics, "monitoring": monitoring,
                                       "champion": registry.alias(CHAMPION)})

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 from loopml.release.records import ReleaseError
+from loopml.runtime.net import Unreachable, request_json
 
 
 # smoke --------------------------------------------------------------------------------------------
@@ -37,24 +35,11 @@ def smoke_row(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _http(method: str, url: str, key: str | None, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"accept": "application/json"}
-    if data is not None:
-        headers["content-type"] = "application/json"
-    if key:
-        headers["x-api-key"] = key
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    """One request through the shared client; no answer at all is a release problem, named in one line."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (the operator's URL)
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise ReleaseError(f"{method} {url}: {getattr(err, 'reason', err)}") from None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw[:200].decode(errors="replace")
+        return request_json(method, url, body, key=key, timeout=timeout)
+    except Unreachable as err:
+        raise ReleaseError(str(err)) from None
 
 
 def smoke(url: str, key: str | None = None, *, expect_version: int | None = None, timeout: float = 30.0,

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from loopml.modeling.metrics import score
+from loopml.registry.records import GatesRecord
 from loopml.registry.registry import CHALLENGER, Registry
 from loopml.retraining.data import retraining_data
 from loopml.scoring.batch import predict_frame
@@ -28,7 +29,7 @@ def challenge(store: Store, spec: ProblemSpec, challenger: int, start: date | No
     registry = Registry(store)
     chall = registry.get(challenger)
     if registry.alias() is None:  # nothing to beat: the gates alone decide
-        passes = chall.meta.get("gates", {}).get("passes", False)
+        passes = chall.record.gates is not None and chall.record.gates.passes
         why = "no champion yet; the challenger passes its gates" if passes else "no champion, and the challenger fails its gates"
         if passes:
             registry.promote(challenger, why=why)
@@ -51,7 +52,7 @@ def compare_on_recent(store: Store, spec: ProblemSpec, champion: int, challenger
     registry = Registry(store)
     champ, chall = registry.get(champion), registry.get(challenger)
     data = labelled_window(store, spec, start, end)
-    held_out = (chall.meta.get("data") or {}).get("test_from")
+    held_out = chall.record.data.test_from if chall.record.data else None
     if spec.timestamp and held_out and not data.empty:
         # only rows the challenger never trained on: its training window includes recent labelled rows
         data = data[data[spec.timestamp] >= pd.Timestamp(held_out)].reset_index(drop=True)
@@ -66,14 +67,14 @@ def compare_on_recent(store: Store, spec: ProblemSpec, champion: int, challenger
         outcome[role] = score(spec.metric.name, data[spec.target].to_numpy(), pred, proba, classes)
     gain = outcome["challenger_score"] - outcome["champion_score"]
     outcome["gain"] = gain if spec.metric.higher_is_better else -gain
-    return {**outcome, **_verdict(outcome, chall.meta.get("gates", {}), spec)}
+    return {**outcome, **_verdict(outcome, chall.record.gates, spec)}
 
 
-def _verdict(o: dict[str, Any], gates: dict[str, Any], spec: ProblemSpec) -> dict[str, Any]:
+def _verdict(o: dict[str, Any], gates: GatesRecord | None, spec: ProblemSpec) -> dict[str, Any]:
     name, margin, n = spec.metric.name, spec.retraining.min_improvement, o["rows"]
     scores = f"challenger {name} {o['challenger_score']:.4f}", f"champion {o['champion_score']:.4f}"
-    if not gates.get("passes", False):
-        return {"promoted": False, "why": "challenger fails its own gates: " + "; ".join(gates.get("reasons", []))}
+    if gates is None or not gates.passes:
+        return {"promoted": False, "why": "challenger fails its own gates: " + "; ".join(gates.reasons if gates else [])}
     if not o["gain"] > margin:
         return {"promoted": False, "why": (f"{scores[0]} does not beat {scores[1]} by more than {margin:g} "
                                            f"on {n} recent labelled rows it did not train on")}

@@ -10,29 +10,57 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from loopml.dates import utc as _utc
 from loopml.spec import ProblemSpec
 from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import RETRAINING
+from loopml.storage.layout import (
+    RETRAINING,
+    claim_until,
+    retraining_claim_key,
+    retraining_outcome_key,
+    retraining_started_key,
+)
+from loopml.storage.records import R, Record, read, write_new
 
 Retrainer = Callable[[date], dict[str, Any]]  # until -> what was started (loopml.retraining.triggers.retrainer)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+# ----------------------------------------------------------------------------------------- records
+class RetrainingClaim(Record):
+    """``monitoring/retraining/<until>.json``: who claimed the retraining of the window, and when."""
+
+    until: str
+    by: str
+    claimed_at: str
+
+
+class RetrainingStarted(Record):
+    """What a claim started elsewhere (:data:`Retrainer`'s answer: the engine, the execution, the data...)."""
+
+    started: bool
+
+
+class RetrainingOutcome(Record):
+    """How a claimed retraining ended: promoted or not, why, and when (the challenge's figures are kept)."""
+
+    promoted: bool
+    why: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ClaimState:
+    """A claim with what was recorded beside it (None while unknown)."""
+
+    claim: RetrainingClaim
+    started: RetrainingStarted | None
+    outcome: RetrainingOutcome | None
 
 
 # ------------------------------------------------------------------------------------------ claims
-def claim_key(until: date) -> str:
-    return f"{RETRAINING}/{until.isoformat()}.json"
-
-
-def _suffixed(until: date, suffix: str) -> str:
-    return f"{RETRAINING}/{until.isoformat()}.{suffix}.json"
-
-
 @dataclass(frozen=True)
 class Claim:
     """Whether this run may (re)start the retraining of the window ending ``until``, and why."""
@@ -44,47 +72,49 @@ class Claim:
 
     @property
     def key(self) -> str:
-        return claim_key(self.until)
+        """Where the claim is stored."""
+        return retraining_claim_key(self.until)
 
     def to_dict(self) -> dict[str, Any]:
+        """As plain data (a cycle's summary, a flow artifact)."""
         return {"until": self.until.isoformat(), "granted": self.granted, "why": self.why, "resumed": self.resumed,
                 "key": self.key}
 
 
-def _get(store: Store, key: str) -> dict[str, Any] | None:
+def _get(store: Store, key: str, cls: type[R]) -> R | None:
     try:
-        return store.get_json(key)
+        return read(store, key, cls)
     except KeyNotFound:
         return None
 
 
-def retraining_state(store: Store) -> list[dict[str, Any]]:
+def retraining_state(store: Store) -> list[ClaimState]:
     """Every claim with its start record and outcome (None while unknown), oldest window first."""
     out = []
     for key in store.list(RETRAINING + "/"):
-        name = key.rsplit("/", 1)[1]
-        if name.count(".") != 1:  # <until>.started.json / <until>.outcome.json are read with their claim
+        until = claim_until(key)
+        if until is None:  # <until>.started.json / <until>.outcome.json are read with their claim
             continue
-        until = date.fromisoformat(name.removesuffix(".json"))
-        out.append({**store.get_json(key), "started": _get(store, _suffixed(until, "started")),
-                    "outcome": _get(store, _suffixed(until, "outcome"))})
+        out.append(ClaimState(read(store, key, RetrainingClaim), was_started(store, until),
+                              recorded_outcome(store, until)))
     return out
 
 
-def _blocker(state: list[dict[str, Any]], spec: ProblemSpec, until: date, now: datetime) -> str | None:
+def _blocker(state: list[ClaimState], spec: ProblemSpec, until: date, now: datetime) -> str | None:
     """Why no retraining may start now, or None."""
     for c in state:
-        claimed_at, outcome = _utc(datetime.fromisoformat(c["claimed_at"])), c["outcome"]
-        if c["until"] == until.isoformat():
-            done = f"finished: {outcome['why']}" if outcome else "in flight"
-            return f"the window until {until} was already claimed by {c['by']} at {c['claimed_at']} ({done})"
+        claim, outcome = c.claim, c.outcome
+        claimed_at = _utc(datetime.fromisoformat(claim.claimed_at))
+        if claim.until == until.isoformat():
+            done = f"finished: {outcome.why}" if outcome else "in flight"
+            return f"the window until {until} was already claimed by {claim.by} at {claim.claimed_at} ({done})"
         if outcome is None and now - claimed_at < timedelta(hours=spec.retraining.in_flight_hours):
-            return (f"a retraining (window until {c['until']}, by {c['by']}) is in flight since {c['claimed_at']} "
+            return (f"a retraining (window until {claim.until}, by {claim.by}) is in flight since {claim.claimed_at} "
                     f"(in_flight_hours={spec.retraining.in_flight_hours:g})")
-        if outcome is not None and not outcome["promoted"]:
-            lost_at = _utc(datetime.fromisoformat(outcome["at"]))
+        if outcome is not None and not outcome.promoted:
+            lost_at = _utc(datetime.fromisoformat(outcome.at))
             if now - lost_at < timedelta(days=spec.retraining.cooldown_days):
-                return (f"the challenger for the window until {c['until']} lost at {outcome['at']}: cooling down for "
+                return (f"the challenger for the window until {claim.until} lost at {outcome.at}: cooling down for "
                         f"cooldown_days={spec.retraining.cooldown_days:g}")
     return None
 
@@ -97,28 +127,29 @@ def claim_retraining(store: Store, spec: ProblemSpec, until: date, run_key: str,
     stopped, or finds the outcome already recorded (:func:`recorded_outcome`).
     """
     now = _utc(now)
-    mine = _get(store, claim_key(until))
-    if mine is not None and mine["by"] == run_key:
-        return Claim(until, True, f"resuming the claim made at {mine['claimed_at']}", resumed=True)
+    mine = _get(store, retraining_claim_key(until), RetrainingClaim)
+    if mine is not None and mine.by == run_key:
+        return Claim(until, True, f"resuming the claim made at {mine.claimed_at}", resumed=True)
     why = _blocker(retraining_state(store), spec, until, now)
     if why is not None:
         return Claim(until, False, why)
-    body = {"until": until.isoformat(), "by": run_key, "claimed_at": now.isoformat()}
-    if not store.put_new_json(claim_key(until), body):  # another run claimed it between our read and write
+    claim = RetrainingClaim(until=until.isoformat(), by=run_key, claimed_at=now.isoformat())
+    if not write_new(store, retraining_claim_key(until), claim):  # another run claimed it between our read and write
         return Claim(until, False, f"the window until {until} was claimed by another run just now")
     return Claim(until, True, "claimed")
 
 
-def record_started(store: Store, until: date, started: dict[str, Any]) -> dict[str, Any]:
+def record_started(store: Store, until: date, started: dict[str, Any]) -> RetrainingStarted:
     """Record that the retraining was started elsewhere (a Step Functions execution...); the first
     record wins, and is returned, so a retried trigger can see it already fired."""
-    key = _suffixed(until, "started")
-    store.put_new_json(key, started)
-    return store.get_json(key)
+    key = retraining_started_key(until)
+    write_new(store, key, RetrainingStarted.model_validate(started))
+    return read(store, key, RetrainingStarted)
 
 
-def was_started(store: Store, until: date) -> dict[str, Any] | None:
-    return _get(store, _suffixed(until, "started"))
+def was_started(store: Store, until: date) -> RetrainingStarted | None:
+    """What the claim of the window ending ``until`` started, or None when it started nothing yet."""
+    return _get(store, retraining_started_key(until), RetrainingStarted)
 
 
 def start_once(store: Store, spec: ProblemSpec, until: date, run_key: str, now: datetime,
@@ -131,15 +162,16 @@ def start_once(store: Store, spec: ProblemSpec, until: date, run_key: str, now: 
     fired = was_started(store, until)
     if fired is None:
         fired = record_started(store, until, start(until))
-    return {**fired, "claim": claim.to_dict()}
+    return {**fired.to_plain(), "claim": claim.to_dict()}
 
 
-def record_outcome(store: Store, until: date, outcome: dict[str, Any], now: datetime) -> dict[str, Any]:
+def record_outcome(store: Store, until: date, outcome: dict[str, Any], now: datetime) -> RetrainingOutcome:
     """The claim's outcome (promoted or not, and why): written once; the recorded one is returned."""
-    key = _suffixed(until, "outcome")
-    store.put_new_json(key, {**outcome, "at": _utc(now).isoformat()})
-    return store.get_json(key)
+    key = retraining_outcome_key(until)
+    write_new(store, key, RetrainingOutcome.model_validate({**outcome, "at": _utc(now).isoformat()}))
+    return read(store, key, RetrainingOutcome)
 
 
-def recorded_outcome(store: Store, until: date) -> dict[str, Any] | None:
-    return _get(store, _suffixed(until, "outcome"))
+def recorded_outcome(store: Store, until: date) -> RetrainingOutcome | None:
+    """The outcome recorded for the window ending ``until``, or None while the retraining is unfinished."""
+    return _get(store, retraining_outcome_key(until), RetrainingOutcome)

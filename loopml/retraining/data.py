@@ -10,6 +10,7 @@ from loopml.data import fingerprint, load_frame, validate
 from loopml.scoring.labels import labelled_window
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
+from loopml.storage.layout import retraining_input_key
 
 
 # -------------------------------------------------------------------------------------------- data
@@ -28,7 +29,7 @@ def retraining_data(store: Store, spec: ProblemSpec, until: date) -> str:
         if spec.id:
             base[spec.id] = base[spec.id].astype(str)
     combined = pd.concat([base, recent], ignore_index=True) if not recent.empty else base
-    key = f"inputs/retrain-until-{until.isoformat()}-{fingerprint(combined)[:16]}.parquet"
+    key = retraining_input_key(until, fingerprint(combined))
     if not store.exists(key):
         store.write_parquet(key, combined)
     return store.url(key)

@@ -72,7 +72,14 @@ def follow_parent() -> None:
     die_with_parent()
 
 
+def flow_run_key(current: Any) -> str:
+    """The run a step belongs to, e.g. ``TrainFlow/1712345``: the original run when resumed, the same for
+    every attempt of a step, so a side effect keyed by it happens once (Metaflow's ``current``)."""
+    return f"{current.flow_name}/{current.origin_run_id or current.run_id}"
+
+
 def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent goes (elsewhere, a thread watches the parent)."""
     expected = os.getppid()
     if sys.platform.startswith("linux"):
         import ctypes
@@ -125,11 +132,13 @@ class _Lines:
         self.sink = sink
 
     def write(self, text: str) -> int:
+        """Hand each complete line of ``text`` to the sink."""
         for line in text.splitlines():
             self.sink(line)
         return len(text)
 
     def flush(self) -> None:
+        """Nothing is buffered."""
         pass
 
 
@@ -171,6 +180,7 @@ def _is_user_error(type_name: str) -> bool:
 
 
 def last_line(output: str) -> str:
+    """The last non-blank line of a flow's output (most often the error), or "no output"."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
 

@@ -1,5 +1,6 @@
-"""Checks the CLI runs before it starts a flow: the data can be read and has the columns the spec
-needs, the store is reachable (and writable, to train), a champion exists (to score or monitor).
+"""Checks :mod:`loopml.api` runs before it starts a flow, for the CLI and Python callers alike: the data can
+be read and has the columns the spec needs, the store is reachable (and writable, to train), a champion
+exists (to score or monitor).
 
 A flow takes 10-20 s to start and fails deep inside a task; these checks fail in seconds, with one
 line that names what is wrong and where, and write nothing.
@@ -22,6 +23,7 @@ class PreflightError(ValueError):
 
 
 def required_columns(spec: ProblemSpec, require_target: bool) -> list[str]:
+    """The columns a data file must have: the target (to train), the features, the timestamp and the id."""
     cols = [*([spec.target] if require_target else []), *spec.feature_names]
     return cols + [c for c in (spec.timestamp, spec.id) if c]
 
@@ -143,9 +145,10 @@ def check_store_writable(store_uri: str) -> None:
             raise PreflightError(f"store {store_uri}: {existing} is not writable")
         return
     from loopml.storage import from_uri
+    from loopml.storage.layout import tmp_key
 
     store = from_uri(store_uri)
-    key = f"tmp/preflight-{uuid.uuid4().hex}"
+    key = tmp_key(f"preflight-{uuid.uuid4().hex}")
     try:
         store.put(key, b"")
         store.delete(key)
@@ -168,11 +171,15 @@ def check_champion(store_uri: str) -> None:
 
 
 def check_train(spec: ProblemSpec, store_uri: str, data_uri: str | None = None) -> None:
+    """Before TrainFlow: the training data (``data_uri`` or the spec's) is readable and complete, and the
+    store is writable."""
     check_data(data_uri or spec.data.train, spec, require_target=True)
     check_store_writable(store_uri)
 
 
 def check_score(spec: ProblemSpec, store_uri: str, data_uri: str | None = None) -> None:
+    """Before ScoreFlow: there is new data (a single file is checked like training data, without the
+    target), and a champion to score it with."""
     uri = data_uri or spec.data.new
     if not uri:
         raise PreflightError("data.new: the spec names no new data to score (or pass --data)")
@@ -182,4 +189,5 @@ def check_score(spec: ProblemSpec, store_uri: str, data_uri: str | None = None) 
 
 
 def check_monitor(spec: ProblemSpec, store_uri: str) -> None:
+    """Before MonitorFlow or a cycle: a champion to monitor."""
     check_champion(store_uri)

@@ -75,6 +75,9 @@ class NothingToScore(DataError):
 
 @dataclass
 class ScoreResult:
+    """What a score run committed: the champion's version, the rows it scored per date, its run id, and
+    the rows each date holds after the merge."""
+
     version: int
     partitions: dict[str, int]  # date -> rows this run scored
     run_id: str = ""
@@ -82,6 +85,7 @@ class ScoreResult:
 
     @property
     def rows(self) -> int:
+        """Rows this run scored, every date together."""
         return sum(self.partitions.values())
 
 
@@ -128,6 +132,7 @@ class Scratch:
     rows: dict[str, int] = field(default_factory=dict)
 
     def spill(self, scored: pd.DataFrame, days: np.ndarray, tag: str) -> None:
+        """Append a batch's scored rows to one file per date (``days``: each row's date, as numpy days)."""
         table = pa.Table.from_pandas(scored, preserve_index=False)  # one conversion per batch
         order = np.argsort(days, kind="stable")
         uniques, starts = np.unique(days[order], return_index=True)

@@ -6,18 +6,20 @@ Three sources end up beside each scored row: the spec's labels dataset, labels p
 
 from __future__ import annotations
 
-import json
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
 from loopml.data import load_frame
 from loopml.scoring.manifest import read_predictions
+from loopml.serving.records import FeedbackRecord, LoggedPrediction
 from loopml.spec import ProblemSpec
 from loopml.storage import Store
-from loopml.storage.layout import FEEDBACK, PREDICTION_LOG, partition_dates
+from loopml.storage.layout import FEEDBACK, PREDICTION_LOG, partition_dates, partition_prefix
+from loopml.storage.records import read, read_lines
 
-__all__ = ["load_labels", "attach_labels", "read_prediction_log", "analysis_window", "labelled_window"]
+__all__ = ["load_labels", "attach_labels", "read_prediction_log", "scored_window", "labelled_window"]
 
 
 def load_labels(store: Store, spec: ProblemSpec, uri: str | None = None) -> pd.DataFrame:
@@ -33,8 +35,8 @@ def load_labels(store: Store, spec: ProblemSpec, uri: str | None = None) -> pd.D
             raise ValueError(f"{uri}: labels need columns {missing}")
         frames.append(pd.DataFrame({"id": raw[spec.id].astype(str), "label": raw[spec.target]}))
     for key in store.list(FEEDBACK + "/"):
-        body = store.get_json(key)
-        frames.append(pd.DataFrame([{"id": str(x["id"]), "label": x["label"]} for x in body["labels"]]))
+        body = read(store, key, FeedbackRecord)
+        frames.append(pd.DataFrame([{"id": x.id, "label": x.label} for x in body.labels]))
     if not frames:
         return pd.DataFrame(columns=["id", "label"])
     # a later label for the same id wins: corrections are allowed
@@ -54,9 +56,8 @@ def read_prediction_log(store: Store, spec: ProblemSpec, start: date | None, end
     is monitored with the same NannyML run (the log's id and time stand in for the spec's columns)."""
     rows = []
     for day in partition_dates(store, PREDICTION_LOG, start, end):
-        for key in store.list(f"{PREDICTION_LOG}/date={day}/"):
-            for line in store.get(key).splitlines():
-                rows.append(_log_row(json.loads(line), spec))
+        for key in store.list(partition_prefix(PREDICTION_LOG, day)):
+            rows += [_log_row(r, spec) for r in read_lines(store, key, LoggedPrediction)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -69,19 +70,19 @@ def read_prediction_log(store: Store, spec: ProblemSpec, start: date | None, end
     return frame
 
 
-def _log_row(r: dict, spec: ProblemSpec) -> dict:
-    row = {**r["features"], "y_pred": r["prediction"], "model_version": r["version"]}
-    probs = r.get("probabilities") or {}
+def _log_row(r: LoggedPrediction, spec: ProblemSpec) -> dict[str, Any]:
+    row = {**r.features, "y_pred": r.prediction, "model_version": r.version}
+    probs = r.probabilities or {}
     if len(probs) == 2:
         row["y_pred_proba"] = list(probs.values())[-1]  # keys are in class order: last = positive
     else:
         row.update({f"y_pred_proba_{c}": p for c, p in probs.items()})
     if spec.id:
-        row[spec.id] = r["id"]
+        row[spec.id] = r.id
     if spec.timestamp:
-        row[spec.timestamp] = r["time"]
-    if "latency_ms" in r:  # monitoring's latency per chunk and cost per day
-        row["latency_ms"], row["request_rows"] = r["latency_ms"], r.get("request_rows", 1)
+        row[spec.timestamp] = r.time
+    if r.latency_ms is not None:  # monitoring's latency per chunk and cost per day
+        row["latency_ms"], row["request_rows"] = r.latency_ms, r.request_rows
     return row
 
 
@@ -89,12 +90,6 @@ def scored_window(store: Store, spec: ProblemSpec, start: date | None, end: date
     """Batch predictions and the API's logged predictions in the window, without labels."""
     frames = [f for f in (read_predictions(store, start, end), read_prediction_log(store, spec, start, end)) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def analysis_window(store: Store, spec: ProblemSpec, start: date | None, end: date | None,
-                    labels_uri: str | None = None) -> pd.DataFrame:
-    """Batch predictions and the API's logged predictions in the window, with late labels joined."""
-    return attach_labels(scored_window(store, spec, start, end), load_labels(store, spec, labels_uri), spec)
 
 
 def labelled_window(store: Store, spec: ProblemSpec, start: date | None, end: date | None) -> pd.DataFrame:

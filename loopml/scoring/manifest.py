@@ -18,14 +18,13 @@ after the grace period.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -34,13 +33,13 @@ import pyarrow.parquet as pq
 
 from loopml import faults
 from loopml.data import DataError
-from loopml.storage import KeyNotFound, Store
-from loopml.storage.layout import PREDICTIONS
+from loopml.storage import CorruptObject, KeyNotFound, Store
+from loopml.storage.layout import MANIFEST, PREDICTION_OBJECTS, prediction_object_key, prediction_object_run
+from loopml.storage.records import Record, read_versioned
 
-__all__ = ["MANIFEST", "Partition", "Manifest", "Coverage", "CommitConflict", "WouldTruncate", "new_run_id",
-           "read_manifest", "committed", "read_predictions", "coverage", "commit", "prune"]
+__all__ = ["MANIFEST", "Partition", "Manifest", "PartitionEntry", "ManifestRecord", "CommitConflict",
+           "WouldTruncate", "new_run_id", "read_manifest", "committed", "read_predictions", "commit", "prune"]
 
-MANIFEST = f"{PREDICTIONS}/_manifest.json"
 FORMAT = 1
 COMMIT_ATTEMPTS = 20
 # longer than any reader holds a manifest and than any score run takes (a run's objects are orphans
@@ -61,10 +60,6 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def object_key(day: str, run_id: str) -> str:
-    return f"{PREDICTIONS}/date={day}/{run_id}.parquet"
-
-
 @dataclass(frozen=True)
 class Partition:
     """One committed date: which object holds it, and what is in it."""
@@ -77,26 +72,46 @@ class Partition:
     scored_at: str
 
     @classmethod
-    def from_dict(cls, day: str, d: dict[str, Any]) -> Partition:
-        return cls(day, d["key"], int(d["rows"]), tuple(int(v) for v in d["versions"]), d["run_id"], d["scored_at"])
+    def from_entry(cls, day: str, e: PartitionEntry) -> Partition:
+        """The committed date ``day`` as the manifest records it."""
+        return cls(day, e.key, e.rows, tuple(e.versions), e.run_id, e.scored_at)
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("date")
-        out["versions"] = list(self.versions)
-        return out
+    def to_entry(self) -> PartitionEntry:
+        """As the manifest records it (the date is the entry's key there)."""
+        return PartitionEntry(key=self.key, rows=self.rows, versions=list(self.versions), run_id=self.run_id,
+                              scored_at=self.scored_at)
+
+
+class PartitionEntry(Record):
+    """One date in ``predictions/_manifest.json``: the object that holds it and what is in it."""
+
+    key: str
+    rows: int
+    versions: list[int]
+    run_id: str
+    scored_at: str
+
+
+class ManifestRecord(Record):
+    """``predictions/_manifest.json`` as stored: the committed dates and the retired objects."""
+
+    format: Literal[1]
+    dates: dict[str, PartitionEntry] = {}
+    retired: dict[str, str] = {}
 
 
 @dataclass
 class Manifest:
+    """The manifest as read: committed dates, retired objects, and the token its next swap compares."""
+
     dates: dict[str, Partition] = field(default_factory=dict)
     retired: dict[str, str] = field(default_factory=dict)  # object key -> when it stopped being referenced
     token: str | None = None  # what the compare-and-swap compares; None: no manifest yet
 
     def encode(self) -> bytes:
-        body = {"format": FORMAT, "dates": {d: p.to_dict() for d, p in sorted(self.dates.items())},
-                "retired": dict(sorted(self.retired.items()))}
-        return json.dumps(body, indent=1, sort_keys=True).encode()
+        """The manifest's bytes, as stored."""
+        return ManifestRecord(format=FORMAT, dates={d: p.to_entry() for d, p in self.dates.items()},
+                              retired=self.retired).to_json()
 
     def with_partitions(self, parts: list[Partition], now: str) -> Manifest:
         """A new manifest with ``parts`` published; the objects they replace are retired, not deleted."""
@@ -111,15 +126,14 @@ class Manifest:
 
 
 def read_manifest(store: Store) -> Manifest:
+    """The committed manifest (an empty one when nothing was ever committed)."""
     try:
-        data, token = store.get_versioned(MANIFEST)
+        body, token = read_versioned(store, MANIFEST, ManifestRecord)
     except KeyNotFound:
         return Manifest()
-    body = store.parse_json(MANIFEST, data)
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
-        raise DataError(f"{store.url(MANIFEST)}: not a predictions manifest of format {FORMAT}")
-    dates = {d: Partition.from_dict(d, p) for d, p in body.get("dates", {}).items()}
-    return Manifest(dates, dict(body.get("retired", {})), token)
+    except CorruptObject as err:
+        raise DataError(f"{err} (not a predictions manifest of format {FORMAT})") from None
+    return Manifest({d: Partition.from_entry(d, p) for d, p in body.dates.items()}, dict(body.retired), token)
 
 
 def _in_window(day: str, start: date | None, end: date | None) -> bool:
@@ -135,44 +149,6 @@ def read_predictions(store: Store, start: date | None = None, end: date | None =
     """Every committed prediction whose date is in [start, end]: what the manifest names, nothing else
     (objects of runs that were killed or are still writing are never read)."""
     return store.read_parquet_many([p.key for p in committed(store, start, end).values()])
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """Which dates of a window are scored, and by which model versions."""
-
-    start: date
-    end: date
-    scored: dict[str, tuple[int, ...]]  # date -> model versions of its rows
-    rows: int
-
-    @property
-    def missing(self) -> list[str]:
-        days = (self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1))
-        return [d.isoformat() for d in days if d.isoformat() not in self.scored]
-
-    @property
-    def versions(self) -> tuple[int, ...]:
-        return tuple(sorted({v for vs in self.scored.values() for v in vs}))
-
-    @property
-    def empty(self) -> bool:
-        return not self.scored
-
-    @property
-    def partial(self) -> bool:
-        """Some dates of the window have no predictions (a day without data looks the same)."""
-        return bool(self.scored) and bool(self.missing)
-
-    @property
-    def mixed(self) -> bool:
-        return len(self.versions) > 1
-
-
-def coverage(store: Store, start: date, end: date) -> Coverage:
-    """For monitoring: an empty, partly scored or mixed-version window must be an alert, not an all-clear."""
-    parts = committed(store, start, end)
-    return Coverage(start, end, {d: p.versions for d, p in parts.items()}, sum(p.rows for p in parts.values()))
 
 
 # ------------------------------------------------------------------------------------------ commit
@@ -217,7 +193,7 @@ def _build(store: Store, day: str, rows: Rows, base: Partition | None, id_column
         raise DataError(f"id column {id_column!r} repeats ids among the new rows for {day}: nothing was committed")
     old = store.read_parquet(base.key) if base is not None and id_column and not replace else None
     table = merge(old, new, id_column)
-    key = object_key(day, run_id)
+    key = prediction_object_key(day, run_id)
     store.put(key, _parquet(table))  # one atomic PUT; the object is invisible until the manifest names it
     versions = tuple(sorted(int(v) for v in pc.unique(table["model_version"]).to_pylist()))
     return Partition(day, key, table.num_rows, versions, run_id, scored_at)
@@ -251,9 +227,8 @@ def commit(store: Store, run_id: str, staged: dict[str, Rows], id_column: str | 
 
 # ------------------------------------------------------------------------------------------- prune
 def _run_time(key: str) -> datetime | None:
-    name = key.rsplit("/", 1)[-1]
     try:
-        return datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(prediction_object_run(key)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None  # not written by a score run (e.g. a file someone put there): never deleted
 
@@ -267,7 +242,7 @@ def prune(store: Store, grace: timedelta = PRUNE_GRACE, now: datetime | None = N
         manifest = read_manifest(store)
         live = {p.key for p in manifest.dates.values()}
         expired = [k for k, at in manifest.retired.items() if datetime.fromisoformat(at) < cutoff]
-        orphans = [k for k in store.list(f"{PREDICTIONS}/date=")
+        orphans = [k for k in store.list(PREDICTION_OBJECTS)
                    if k not in live and k not in manifest.retired and (t := _run_time(k)) is not None and t < cutoff]
         if expired:
             kept = {k: at for k, at in manifest.retired.items() if k not in expired}

@@ -13,13 +13,14 @@ from typing import Any
 
 from loopml.serving.prediction_log import PredictionLog
 from loopml.serving.predictor import Schema, shown
-from loopml.storage import Store
-from loopml.storage.layout import FEEDBACK, partition_key
+from loopml.storage import Store, layout
 
 
 # --- feedback --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LabelError:
+    """A label refused: its position in the request, its id, and why."""
+
     index: int
     id: str
     message: str
@@ -72,8 +73,7 @@ _feedback_seq = itertools.count()
 def feedback_key(now: datetime) -> str:
     """Keys sort by arrival (time, then this process's counter), and readers apply labels in key
     order: the latest label for an id wins, the same way on every read."""
-    name = f"{now:%Y%m%dT%H%M%S%fZ}-{_feedback_instance}-{next(_feedback_seq):010d}.json"
-    return partition_key(FEEDBACK, f"{now:%Y-%m-%d}", name)
+    return layout.feedback_key(now, _feedback_instance, next(_feedback_seq))
 
 
 def record_feedback(store: Store, plog: PredictionLog, labels: list[dict[str, Any]],

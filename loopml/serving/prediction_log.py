@@ -19,8 +19,15 @@ from datetime import datetime
 from typing import Any
 
 from loopml.serving.predictor import Outputs
+from loopml.serving.records import LoggedPrediction
 from loopml.storage import Store
-from loopml.storage.layout import PREDICTION_LOG, partition_key
+from loopml.storage.layout import (
+    prediction_log_key,
+    prediction_log_other_key,
+    prediction_log_prefix,
+    prediction_log_range,
+)
+from loopml.storage.records import read_lines
 
 log = logging.getLogger("loopml.serving")
 
@@ -38,22 +45,6 @@ def parse_prediction_id(prediction_id: str) -> tuple[str, str, int] | None:
         return None
     d = parts[1]
     return f"{d[:4]}-{d[4:6]}-{d[6:]}", tail[:8], int(tail[8:], 16)
-
-
-def _file_name(instance: str, seqs: list[int]) -> str:
-    return f"{instance}-{seqs[0] // BLOCK:08x}-{seqs[0]:010x}-{seqs[-1]:010x}.jsonl"
-
-
-def _block_prefix(date: str, instance: str, seq: int) -> str:
-    return f"{PREDICTION_LOG}/date={date}/{instance}-{seq // BLOCK:08x}-"
-
-
-def _file_range(key: str) -> tuple[int, int] | None:
-    parts = key.rsplit("/", 1)[-1].removesuffix(".jsonl").split("-")
-    try:
-        return int(parts[2], 16), int(parts[3], 16)
-    except (IndexError, ValueError):
-        return None
 
 
 class PredictionLog:
@@ -152,7 +143,7 @@ class PredictionLog:
             done = 0
             try:
                 for (date, block), records in groups.items():
-                    self.store.put(partition_key(PREDICTION_LOG, date, self._name(block, records)),
+                    self.store.put(self._key(date, block, records),
                                    "\n".join(json.dumps(r, default=str) for r in records).encode())
                     for r in records:
                         del batch[r["id"]]
@@ -171,11 +162,12 @@ class PredictionLog:
             return done
 
     @staticmethod
-    def _name(block: str, records: list[dict[str, Any]]) -> str:
+    def _key(date: str, block: str, records: list[dict[str, Any]]) -> str:
         parsed = [p for r in records if (p := parse_prediction_id(str(r["id"])))]
         if block == "other" or len(parsed) != len(records):
-            return f"other-{uuid.uuid4().hex}.jsonl"
-        return _file_name(parsed[0][1], [p[2] for p in parsed])
+            return prediction_log_other_key(date)
+        instance, first, last = parsed[0][1], parsed[0][2], parsed[-1][2]
+        return prediction_log_key(date, instance, first // BLOCK, first, last)
 
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         """Which ids were logged: the buffer and the batch in flight, then one block of the log per id."""
@@ -186,13 +178,13 @@ class PredictionLog:
         for i in ids - found:
             parsed = parse_prediction_id(i)
             if parsed:
-                wanted.setdefault(_block_prefix(*parsed), set()).add(parsed[2])
+                day, instance, seq = parsed
+                wanted.setdefault(prediction_log_prefix(day, instance, seq // BLOCK), set()).add(seq)
         for prefix, seqs in wanted.items():
             for key in self.store.list(prefix):
-                rng = _file_range(key)
+                rng = prediction_log_range(key)
                 if rng and any(rng[0] <= s <= rng[1] for s in seqs):
-                    found.update(i for line in self.store.get(key).splitlines()
-                                 if (i := json.loads(line)["id"]) in ids)
+                    found.update(r.id for r in read_lines(self.store, key, LoggedPrediction) if r.id in ids)
         return found
 
 

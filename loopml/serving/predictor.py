@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Schema", "Predictor", "OnnxPredictor", "SklearnPredictor", "check_rows", "prepare_rows", "RowError",
+__all__ = ["Schema", "Predictor", "OnnxPredictor", "SklearnPredictor", "prepare_rows", "RowError",
            "MISSING", "FLOAT32_MAX", "shown", "failing_rows", "MAX_CATEGORIES", "known_categories", "example_rows"]
 
 MISSING = "__missing__"  # same marker as loopml.data.features.MISSING (kept here so serving skips pandas)
@@ -194,11 +194,6 @@ def prepare_rows(rows: list[Any], schema: Schema) -> tuple[list[dict[str, Any]],
             errors.append(RowError(i, listed[0], f"unknown feature(s) {', '.join(listed)}"))
         out.append(clean)
     return out, errors
-
-
-def check_rows(rows: list[Any], schema: Schema) -> list[RowError]:
-    """Every problem in a batch, each naming the row and field; an empty list means valid."""
-    return prepare_rows(rows, schema)[1]
 
 
 def failing_rows(predictor: Predictor, rows: list[dict[str, Any]]) -> list[RowError]:

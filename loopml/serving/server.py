@@ -30,7 +30,7 @@ class LoadedModel:
     @property
     def examples(self) -> list[dict[str, Any]]:
         """Rows of the reference data training stored with the version; none for a version without them."""
-        return list(getattr(self.record, "examples", None) or [])
+        return list(self.record.examples)
 
 
 class UnservableError(RuntimeError):
@@ -39,7 +39,7 @@ class UnservableError(RuntimeError):
 
 def load_predictor(registry: Registry, version: ModelVersion) -> Predictor:
     """ONNX when the version has it (no pickle on the serving path); joblib otherwise. SHA-256 first."""
-    schema = Schema.from_dict(version.record.model_schema)
+    schema = Schema.from_dict(version.record.model_schema or {})
     if version.has_onnx:
         return OnnxPredictor(registry.artifact(version, "model.onnx"), schema)
     try:

@@ -52,6 +52,10 @@ def content_token(data: bytes) -> str:
 
 
 class Store(ABC):
+    """The port every adapter implements (folder, memory, S3): objects under ``/``-separated keys, with
+    atomic puts, create-if-absent and compare-and-swap (see the module's docstring). ``uri`` names the
+    store's root in messages and URLs."""
+
     uri: str
 
     @abstractmethod
@@ -89,19 +93,19 @@ class Store(ABC):
         store always exists."""
         return None
 
+    @abstractmethod
     def exists(self, key: str) -> bool:
-        try:
-            self.get(key)
-        except KeyNotFound:
-            return False
-        return True
+        """Whether an object is stored under ``key``, asked of its metadata (a HEAD, a stat, a lookup):
+        never by downloading it, since the registry asks this of models and reference sets."""
 
     def url(self, key: str) -> str:
+        """The object's full address (``s3://bucket/prefix/key``, a file path), for messages."""
         return f"{self.uri.rstrip('/')}/{key}"
 
     # JSON and DataFrames are built on bytes so that every adapter gets them for free;
     # an adapter may override the DataFrame pair with a native implementation (S3 uses awswrangler).
     def get_json(self, key: str) -> Any:
+        """The JSON object at ``key``; :class:`CorruptObject` when it is not JSON."""
         return self.parse_json(key, self.get(key))
 
     def parse_json(self, key: str, data: bytes) -> Any:
@@ -112,6 +116,7 @@ class Store(ABC):
             raise CorruptObject(f"{self.url(key)} is not valid JSON ({err})") from None
 
     def put_json(self, key: str, obj: Any) -> None:
+        """Write ``obj`` as strict JSON (:func:`encode_json`)."""
         self.put(key, encode_json(obj))
 
     def put_new_json(self, key: str, obj: Any) -> bool:
@@ -119,16 +124,19 @@ class Store(ABC):
         return self.put_new(key, encode_json(obj))
 
     def read_parquet(self, key: str) -> pd.DataFrame:
+        """The Parquet object at ``key`` as a DataFrame."""
         import pandas as pd
 
         return pd.read_parquet(io.BytesIO(self.get(key)))
 
     def write_parquet(self, key: str, df: pd.DataFrame) -> None:
+        """Write ``df`` as one Parquet object (one atomic put)."""
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         self.put(key, buf.getvalue())
 
     def read_parquet_many(self, keys: list[str]) -> pd.DataFrame:
+        """The Parquet objects at ``keys``, concatenated in order (an empty frame for no keys)."""
         import pandas as pd
 
         frames = [self.read_parquet(k) for k in keys]

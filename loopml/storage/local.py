@@ -27,6 +27,9 @@ def _file_mode() -> int:
 
 
 class LocalStore(Store):
+    """A folder: one file per object, written to a temporary file and renamed into place (atomic),
+    created with a hard link (create-if-absent) and compared under a per-key flock (compare-and-swap)."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
@@ -38,10 +41,12 @@ class LocalStore(Store):
         return p
 
     def require_existing(self) -> None:
+        """The root folder must exist (a mistyped path is not an empty registry)."""
         if not self.root.is_dir():
             raise StoreError(f"no such store: {self.root}")
 
     def get(self, key: str) -> bytes:
+        """The file's bytes; :class:`KeyNotFound` when there is no such file."""
         path = self._path(key)
         try:
             return path.read_bytes()
@@ -50,7 +55,12 @@ class LocalStore(Store):
         except OSError as err:
             raise StoreError(f"cannot read {path}: {err.strerror}") from None
 
+    def exists(self, key: str) -> bool:
+        """A stat of the file: its bytes are not read."""
+        return self._path(key).is_file()
+
     def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The bytes and their SHA-256 as the token."""
         data = self.get(key)
         return data, content_token(data)
 
@@ -68,14 +78,16 @@ class LocalStore(Store):
         return tmp
 
     def put(self, key: str, data: bytes) -> None:
+        """Write a temporary file beside the target and rename it into place (atomic on POSIX)."""
         target = self._path(key)
-        os.replace(self._tmp(target, data), target)  # rename is atomic on POSIX
+        os.replace(self._tmp(target, data), target)
 
     def put_new(self, key: str, data: bytes) -> bool:
+        """Hard-link a temporary file to the target: the link fails if the target exists, so no lock is needed."""
         target = self._path(key)
         tmp = self._tmp(target, data)
         try:
-            os.link(tmp, target)  # fails if the target exists: no lock needed
+            os.link(tmp, target)
             return True
         except FileExistsError:
             return False
@@ -95,6 +107,7 @@ class LocalStore(Store):
             os.close(fd)  # closing releases the lock
 
     def put_if(self, key: str, data: bytes, token: str | None) -> bool:
+        """Compare and replace under the key's flock, so writers on this machine take turns."""
         target = self._path(key)
         with self._locked(target):
             try:
@@ -107,6 +120,7 @@ class LocalStore(Store):
             return True
 
     def list(self, prefix: str = "") -> list[str]:
+        """Walk the folder holding the prefix; temporary and lock files are never listed."""
         base = self._path(prefix) if prefix else self.root
         # a prefix may end mid-name ("ledger/2026", or "b" matching "ba/..."): unless it names a folder
         # with a trailing "/", walk the folder that contains it and filter
@@ -132,4 +146,5 @@ class LocalStore(Store):
         return sorted(p for p in self.root.rglob(f"{TMP_PREFIX}*") if p.is_file() and p.stat().st_mtime < cutoff)
 
     def delete(self, key: str) -> None:
+        """Unlink the file; a missing one is not an error."""
         self._path(key).unlink(missing_ok=True)

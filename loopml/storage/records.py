@@ -9,7 +9,7 @@ a ``KeyError`` deep inside a caller. The record types live with their owners (``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -18,7 +18,7 @@ from loopml.storage.base import CorruptObject, encode_json
 if TYPE_CHECKING:
     from loopml.storage.base import Store
 
-__all__ = ["Record", "parse", "read", "read_versioned", "write", "write_new", "write_if"]
+__all__ = ["Record", "parse", "read", "read_lines", "read_versioned", "write", "write_new", "write_if"]
 
 
 class Record(BaseModel):
@@ -27,9 +27,28 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
+    # how errors name the record ("not a valid version record"); the class name when empty
+    record_name: ClassVar[str] = ""
+
     def to_json(self) -> bytes:
         """Strict JSON (NaN and infinities as null), the same encoding as every other stored object."""
-        return encode_json(self.model_dump(mode="json", by_alias=True))
+        return encode_json(self.to_plain())
+
+    def to_plain(self) -> dict[str, Any]:
+        """The record as plain JSON-ready data, as it is stored (a flow artifact, an API answer)."""
+        return self.model_dump(mode="json", by_alias=True, fallback=_scalar)
+
+    def as_written(self) -> dict[str, Any]:
+        """The record as a JSON object with the stored names (``"from"``, ``"schema"``), leaving out the
+        fields its writer did not set: what callers that speak JSON (the CLI, the API) are given."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True, fallback=_scalar)
+
+
+def _scalar(value: object) -> object:
+    """What pydantic cannot serialise in extra fields: numpy scalars (a challenger's scores, a count)
+    become Python numbers, anything else its text, as :func:`encode_json` writes them."""
+    item = getattr(value, "item", None)
+    return item() if type(value).__module__ == "numpy" and callable(item) else str(value)
 
 
 R = TypeVar("R", bound=Record)
@@ -42,7 +61,8 @@ def parse(store: Store, key: str, data: bytes, cls: type[R]) -> R:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "the object"
-        raise CorruptObject(f"{store.url(key)} is not a valid {cls.__name__} record: {where}: {first['msg']}") from None
+        name = cls.record_name or cls.__name__
+        raise CorruptObject(f"{store.url(key)} is not a valid {name} record ({where}: {first['msg']})") from None
 
 
 def read(store: Store, key: str, cls: type[R]) -> R:
@@ -57,6 +77,7 @@ def read_versioned(store: Store, key: str, cls: type[R]) -> tuple[R, str]:
 
 
 def write(store: Store, key: str, record: Record) -> None:
+    """Create or replace (results, latest.json: objects one writer owns)."""
     store.put(key, record.to_json())
 
 
@@ -68,3 +89,8 @@ def write_new(store: Store, key: str, record: Record) -> bool:
 def write_if(store: Store, key: str, record: Record, token: str | None) -> bool:
     """Compare-and-swap (aliases, manifests); False, with nothing written, when another writer won."""
     return store.put_if(key, record.to_json(), token)
+
+
+def read_lines(store: Store, key: str, cls: type[R]) -> list[R]:
+    """Read and validate a JSON-lines object (the prediction log): one record per line."""
+    return [parse(store, key, line, cls) for line in store.get(key).splitlines() if line.strip()]

@@ -31,6 +31,7 @@ _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of ``s3://bucket/prefix``; ValueError for anything else."""
     if not uri.startswith("s3://"):
         raise ValueError(f"not an s3:// URI: {uri!r}")
     bucket, _, prefix = uri[5:].partition("/")
@@ -56,6 +57,9 @@ def _error_code(err: Exception) -> str:
 
 
 class S3Store(Store):
+    """A bucket and prefix on S3 or any S3-compatible endpoint (``AWS_ENDPOINT_URL``): compare-and-swap
+    with conditional PUTs (If-Match / If-None-Match), every failure naming the object and the endpoint."""
+
     def __init__(self, uri: str, client: Any = None) -> None:
         self.bucket, self.prefix = split_s3_uri(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -63,6 +67,7 @@ class S3Store(Store):
 
     @property
     def client(self) -> Any:
+        """The boto3 S3 client (given, or made on first use with :func:`client_config`)."""
         if self._client is None:  # created lazily: nothing happens at import or construction
             import boto3
 
@@ -71,6 +76,7 @@ class S3Store(Store):
 
     @property
     def endpoint(self) -> str:
+        """The endpoint URL the client talks to, for messages."""
         return str(self.client.meta.endpoint_url)
 
     def _key(self, key: str) -> str:
@@ -111,25 +117,39 @@ class S3Store(Store):
             return fn()
 
     def require_existing(self) -> None:
+        """A HEAD of the bucket: a missing bucket or an unreachable endpoint is named."""
         self._call("HeadBucket", None, lambda: self.client.head_bucket(Bucket=self.bucket))
 
     def get(self, key: str) -> bytes:
+        """A GET of the object."""
         return self.get_versioned(key)[0]
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """A GET of the object; its ETag is the token."""
         def read() -> tuple[bytes, str]:
             reply = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
             return reply["Body"].read(), reply["ETag"]
 
         return self._call("GetObject", key, read)
 
+    def exists(self, key: str) -> bool:
+        """A HEAD of the object: its metadata, never its bytes."""
+        try:
+            self._call("HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        except KeyNotFound:
+            return False
+        return True
+
     def put(self, key: str, data: bytes) -> None:
+        """One PUT (atomic on S3)."""
         self._call("PutObject", key, lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data))
 
     def put_new(self, key: str, data: bytes) -> bool:
+        """A PUT with If-None-Match: *."""
         return self.put_if(key, data, None)
 
     def put_if(self, key: str, data: bytes, token: str | None) -> bool:
+        """A PUT with If-Match on the ETag; a retried PUT that finds our own bytes in place won."""
         from botocore.exceptions import ClientError
 
         condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
@@ -156,6 +176,7 @@ class S3Store(Store):
         return self._call("PutObject (conditional)", key, write)
 
     def list(self, prefix: str = "") -> list[str]:
+        """ListObjectsV2 over every page under the prefix."""
         strip = len(self.prefix) + 1 if self.prefix else 0
 
         def pages() -> list[str]:
@@ -168,6 +189,7 @@ class S3Store(Store):
         return sorted(self._call("ListObjectsV2", prefix, pages))
 
     def delete(self, key: str) -> None:
+        """One DELETE; a missing object is not an error."""
         self._call("DeleteObject", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
 
     @staticmethod
@@ -178,6 +200,7 @@ class S3Store(Store):
         return wr
 
     def read_parquet(self, key: str) -> pd.DataFrame:
+        """Read with awswrangler (its own S3 calls, the same deadlines)."""
         wr = self._wrangler()
         with self._calling("GetObject (parquet)", key):
             try:
@@ -186,12 +209,13 @@ class S3Store(Store):
                 raise KeyNotFound(key) from None
 
     def write_parquet(self, key: str, df: pd.DataFrame) -> None:
+        """Write with awswrangler as one object: a single PUT, so replacing a partition is atomic."""
         wr = self._wrangler()
-        # one object per call: a single PUT, so replacing a partition is atomic
         with self._calling("PutObject (parquet)", key):
             wr.s3.to_parquet(df, path=self.url(key), index=False)
 
     def read_parquet_many(self, keys: list[str]) -> pd.DataFrame:
+        """Read many objects with awswrangler in one call."""
         import pandas as pd
 
         if not keys:

@@ -35,11 +35,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from loopml.runtime.net import free_port
 from tests.support import REPO
 from tests.support import podman as _podman
 from tests.support.data import small_spec
 from tests.support.moto import BUCKET, client, list_keys, put_parquet
-from tests.support.net import free_port
 from tests.support.podman import CONTAINERS_CONF, SAM
 
 pytestmark = pytest.mark.container

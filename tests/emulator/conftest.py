@@ -16,12 +16,8 @@ import pytest
 
 from loopml.storage import LocalStore
 from tests.support import REPO as ROOT
-from tests.support.emulator import API_KEY_SHA256, SAM, removing_containers, sam_api
+from tests.support.emulator import API_KEY_SHA256, SAM, SAM_ENV, removing_containers, sam_api
 from tests.support.podman import podman_service
-
-# what the SAM CLI itself runs with (it calls no AWS endpoint; the functions get these credentials)
-SAM_ENV = {"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

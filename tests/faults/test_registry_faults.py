@@ -95,7 +95,7 @@ def test_rollback_to_killed_at_every_point_converges(target, point):
     assert_consistent(target.store)
     target.cli("rollback", "--to", "2", "--why", "3 regressed")
     ledger = assert_consistent(target.store)
-    assert reg.alias(CHAMPION) == 2 and reg.champion_history() == [1, 2]
+    assert reg.alias(CHAMPION) == 2 and list(reg.read_alias(CHAMPION).history) == [1, 2]
     assert [e["to"] for e in ledger] == [1, 2, 3, 2]
     done = target.cli("rollback", "--why", "2 too")  # a plain rollback goes back, never forward to 3
     assert done.returncode == 0 and reg.alias(CHAMPION) == 1
@@ -106,7 +106,7 @@ def test_a_plain_rollback_killed_after_the_swap_is_not_repeated_by_the_ledger(ta
     target.cli("rollback", "--why", "3 regressed", fault="alias.after-swap")
     assert reg.alias(CHAMPION) == 2
     ledger = assert_consistent(target.store)
-    assert [e["to"] for e in ledger] == [1, 2, 3, 2] and reg.champion_history() == [1, 2]
+    assert [e["to"] for e in ledger] == [1, 2, 3, 2] and list(reg.read_alias(CHAMPION).history) == [1, 2]
 
 
 _REGISTER = """

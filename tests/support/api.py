@@ -8,8 +8,8 @@ import threading
 import time
 from typing import Any
 
+from loopml.runtime.net import free_port
 from loopml.settings import Settings
-from tests.support.net import free_port
 
 API_KEY = "s3cret-key"
 API_KEY_SHA256 = hashlib.sha256(API_KEY.encode()).hexdigest()

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.net import free_port
+from loopml.runtime.net import free_port
 from tests.support.podman import SAM
 
 API_KEY = "emulator-key-0123456789"
 API_KEY_SHA256 = hashlib.sha256(API_KEY.encode()).hexdigest()
 KEY = {"x-api-key": API_KEY}
+
+# what the SAM CLI itself runs with (it calls no AWS endpoint; the functions get these credentials)
+SAM_ENV = {"SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -55,13 +59,14 @@ def removing_containers(env: dict[str, str], package: Path) -> Iterator[None]:
 
 @contextmanager
 def sam_api(template: Path, work: Path, env: dict[str, str], function_env: dict[str, str],
-            parameters: dict[str, str], warm: str = "LAZY") -> Iterator[str]:
+            parameters: dict[str, str], warm: str = "LAZY", shutdown: bool = False) -> Iterator[str]:
     """``sam local start-api`` on a free port of 127.0.0.1; yields its URL once GET /health answers.
 
     LAZY warm containers: EAGER would also start the PreTraffic hook, whose inline code sam local cannot
     mount; the first request starts the API's container, later ones reuse it. ``function_env`` overrides
     the ApiFunction's environment (only variables the template declares: SAM's --env-vars rule); ``env`` is
-    the SAM CLI's whole environment."""
+    the SAM CLI's whole environment. ``shutdown``: sam stops the warm container as Lambda retires one (SIGTERM
+    to the runtime, then SIGKILL) instead of removing it outright."""
     env_vars = work / "env.json"
     env_vars.write_text(json.dumps({"ApiFunction": function_env}))
     port = free_port()
@@ -69,7 +74,8 @@ def sam_api(template: Path, work: Path, env: dict[str, str], function_env: dict[
     with open(work / "sam.log", "w") as log:
         sam = subprocess.Popen([str(SAM), "local", "start-api", "--template", str(template), "--host", "127.0.0.1",
                                 "--port", str(port), "--warm-containers", warm, "--skip-pull-image",
-                                "--env-vars", str(env_vars), "--parameter-overrides", overrides],
+                                "--env-vars", str(env_vars), "--parameter-overrides", overrides,
+                                *(["--shutdown"] if shutdown else [])],
                                cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.support.net import free_port
+from loopml.runtime.net import free_port
 
 BUCKET = "loopml-it"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",

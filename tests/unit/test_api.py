@@ -58,3 +58,23 @@ def test_api_errors_are_the_cli_errors(tmp_path: Path) -> None:
         loopml.train(tmp_path / "project.yaml", mode="sideways")
     with pytest.raises(ValueError, match="before start"):
         loopml.score(tmp_path / "project.yaml", "2026-01-02", "2026-01-01")
+
+
+def test_the_api_runs_the_preflight_checks_the_cli_runs(tmp_path: Path, make_raw) -> None:
+    """`import loopml` and the CLI do the same things: a bad input fails before any flow starts."""
+    import yaml
+
+    from loopml.runtime.preflight import PreflightError
+
+    raw = make_raw()
+    raw["data"] = {"train": "missing.csv", "new": "new.csv"}
+    spec = tmp_path / "project.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    store = tmp_path / "store"
+    with pytest.raises(PreflightError, match="missing.csv: no such file"):
+        loopml.train(spec, store=str(store))
+    with pytest.raises(PreflightError, match=f"no champion in store {store}"):
+        loopml.monitor(spec, "2019-01-01", store=str(store))
+    with pytest.raises(ValueError, match="as_of 'soon' is not an ISO time"):
+        loopml.monitor(spec, "2019-01-01", store=str(store), as_of="soon")
+    assert not store.exists() and not (tmp_path / ".metaflow").exists()

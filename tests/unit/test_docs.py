@@ -15,7 +15,6 @@ PAGES = sorted([README, *(ROOT / "docs").glob("*.md")])
 MAX_README_LINES = 200
 # Pages another branch of issue 17 adds (docs/localstack.md comes with the LocalStack work): a link to one
 # is checked once it exists. Remove an entry when its page lands.
-PENDING = {ROOT / "docs" / "localstack.md"}
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -73,8 +72,6 @@ def broken(page: Path, target: str) -> str | None:
         return None
     path, _, anchor = target.partition("#")
     dest = (page.parent / path).resolve() if path else page
-    if dest in PENDING and not dest.exists():
-        return None
     if not dest.exists():
         return f"{target}: no such file {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}"
     if anchor and dest.suffix == ".md" and anchor not in anchors(dest):

@@ -109,21 +109,6 @@ def test_doctor_finds_and_repairs(local, capsys, own_temp_folder):
     assert code == 0 and "registry healthy" in out
 
 
-def test_doctor_sets_aside_legacy_entries_for_moves_that_never_happened(local, capsys):
-    for n, (f, t) in enumerate([(None, 1), (1, 2), (1, 3)], start=1):
-        local.put(f"registry/ledger/{n:08d}.json", json.dumps(
-            {"when": f"2026-01-0{n}T00:00:00+00:00", "who": "old", "alias": CHAMPION, "from": f, "to": t,
-             "action": "promote", "why": "legacy"}).encode())
-    local.put(alias_key(CHAMPION), json.dumps({"version": 3, "since": "2026-01-03T00:00:00+00:00"}).encode())
-    code, out, _ = run(capsys, "doctor", "--repair", "--store", local.uri)
-    assert code == 0, out
-    assert "registry/ledger/00000002.json: records champion 1 -> 2, a move that never happened" in out
-    assert local.exists("registry/ledger-void/00000002.json")
-    assert [(e["from"], e["to"]) for e in Registry(local).ledger()] == [(None, 1), (1, 3)]
-    code, _, err = run(capsys, "rollback", "--why", "3 bad", "--store", local.uri)
-    assert code == 0 and Registry(local).alias(CHAMPION) == 1
-
-
 def test_doctor_leaves_a_young_claim_alone(local, capsys):
     local.put_new(f"{version_dir(7)}/claim.json", json.dumps({"claimed_at": "2999-01-01T00:00:00+00:00"}).encode())
     code, out, _ = run(capsys, "doctor", "--repair", "--store", local.uri)

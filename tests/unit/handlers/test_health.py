@@ -54,7 +54,7 @@ def test_a_refused_newest_champion_is_reported_while_the_old_one_serves(store, l
     with client_for(store) as c:
         assert c.get("/health").json()["status"] == "ok"
         v2 = linear_trained.register(store, promote=False)
-        key = registry.get(v2).artifacts["model.onnx"]["key"]
+        key = registry.get(v2).meta["artifacts"]["model.onnx"]["key"]
         store.put(key, store.get(key) + b"tampered")
         registry.promote(v2, why="test", force=True)  # the registry refuses it otherwise
         r = c.get("/health")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from loopml.cycle.records import AlertRecord, MonitoringResults
 from loopml.registry.registry import CHAMPION, Registry
 from loopml.release.aws import read_stack, rollback_function
 from loopml.release.checks import check
@@ -23,6 +24,8 @@ from loopml.release.records import RELEASES, ReleaseError, releases
 from loopml.release.smoke import _check_answer, smoke_row
 from loopml.release.steps import promote, rollback
 from loopml.storage import MemoryStore
+from loopml.storage.layout import monitoring_results_key
+from loopml.storage.records import write
 
 PASSED = {"passes": True, "reasons": []}
 
@@ -30,6 +33,17 @@ PASSED = {"passes": True, "reasons": []}
 def _register(store: MemoryStore, tag: str, gates: dict[str, Any] = PASSED) -> int:
     meta = {"name": "t", "tag": tag, "gates": gates, "metrics": {"roc_auc": 0.9}}
     return Registry(store).register({"model.joblib": f"model-{tag}".encode()}, meta).number
+
+
+def _monitored(store: MemoryStore, version: int, start: str, end: str, open_alerts: tuple[dict[str, Any], ...] = ()) -> None:
+    """A monitoring run's results that saw ``version`` over [start, end], with these alerts still open."""
+    run_id = f"{start}_{end}_v{version}"
+    stamp = {"run_id": run_id, "version": version, "at": f"{end}T23:00:00+00:00"}
+    alerts = [AlertRecord(chunk="all", value=None, threshold=None, key=f"monitoring/alerts/{run_id}/a.json", **stamp, **a)
+              for a in open_alerts]
+    write(store, monitoring_results_key(run_id), MonitoringResults(
+        **stamp, window={"start": start, "end": end}, rows=1, coverage={}, metric="roc_auc", chunks=[],
+        drifting_features=[], messages=[], alerts=[], open_alerts=alerts, decision=""))
 
 
 @pytest.fixture
@@ -48,12 +62,10 @@ def test_check_passes_a_vetted_version_that_no_monitoring_run_has_seen(store):
 def test_check_gives_every_reason_a_version_must_not_ship(store):
     n = _register(store, "a", gates={"passes": False, "reasons": ["roc_auc 0.71 < 0.80"]})
     store.put("registry/versions/0001/model.joblib", b"tampered")
-    store.put_json("monitoring/runs/2024-01-01_2024-01-31_v1/results.json",
-                   {"version": n, "window": {"start": "2024-01-01", "end": "2024-01-31"},
-                    # nothing new in this run, but last run's alert is still open (carried over)
-                    "alerts": [], "open_alerts": [{"kind": "performance", "message": "roc_auc below threshold"}]})
-    store.put_json("monitoring/runs/2023-12-01_2023-12-31_v1/results.json",  # older and clean: not the latest
-                   {"version": n, "window": {"start": "2023-12-01", "end": "2023-12-31"}, "alerts": []})
+    # nothing new in this run, but last run's alert is still open (carried over)
+    _monitored(store, n, "2024-01-01", "2024-01-31", open_alerts=({"kind": "performance",
+                                                                   "message": "roc_auc below threshold"},))
+    _monitored(store, n, "2023-12-01", "2023-12-31")  # older and clean: not the latest
     verdict = check(store, n)
     text = " | ".join(verdict.reasons)
     assert not verdict.passes and len(verdict.reasons) == 3, text

@@ -17,15 +17,14 @@ from loopml.scoring.manifest import (
     MANIFEST,
     WouldTruncate,
     committed,
-    coverage,
     new_run_id,
-    object_key,
     prune,
     read_manifest,
     read_predictions,
 )
 from loopml.spec import ProblemSpec, parse_spec
 from loopml.storage import LocalStore, MemoryStore, Store
+from loopml.storage.layout import prediction_object_key as object_key
 
 FIRST, LAST = date(2018, 10, 1), date(2019, 12, 31)
 
@@ -258,19 +257,6 @@ def test_without_a_timestamp_rows_are_scored_by_ingestion_date(store, spec, new,
 
 
 # ----------------------------------------------------------------------------- what readers are told
-def test_coverage_names_missing_dates_and_versions(store, spec, new, tmp_path, trained):
-    day = _busiest_day(new)
-    rows = new[pd.to_datetime(new["timestamp"]).dt.date == day]
-    score_range(store, spec, day, day, uri=_write(rows, tmp_path / "a.parquet"))
-    v2 = trained.register(store)
-    score_range(store, spec, day, day, uri=_write(rows.head(2), tmp_path / "b.parquet"))
-    window = coverage(store, day - timedelta(days=1), day)
-    assert window.scored == {day.isoformat(): (1, v2)}
-    assert window.missing == [(day - timedelta(days=1)).isoformat()]
-    assert window.partial and window.mixed and not window.empty
-    assert coverage(store, date(2030, 1, 1), date(2030, 1, 7)).empty
-
-
 def test_prune_deletes_only_what_no_reader_follows(store, spec, recent, tmp_path):
     uri = _write(recent, tmp_path / "new.parquet")
     score_range(store, spec, FIRST, LAST, uri=uri)

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from loopml.scoring.labels import analysis_window, load_labels, read_prediction_log
+from loopml.scoring.labels import attach_labels, load_labels, read_prediction_log, scored_window
 from loopml.serving.prediction_log import PredictionLog
 from loopml.spec import parse_spec
 from loopml.storage import MemoryStore
@@ -39,5 +39,5 @@ def test_feedback_labels_join_the_logged_predictions():
     _log(store, "p-20260102-a", "2026-01-02T10:00:00+00:00", "x", 0.8)
     store.put("feedback/date=2026-01-03/f.json", json.dumps({"labels": [{"id": "p-20260102-a", "label": 1.0}]}).encode())
     assert load_labels(store, SPEC).to_dict("records") == [{"id": "p-20260102-a", "label": 1.0}]
-    frame = analysis_window(store, SPEC, None, None)
+    frame = attach_labels(scored_window(store, SPEC, None, None), load_labels(store, SPEC), SPEC)
     assert frame["y"].tolist() == [1.0]

@@ -229,3 +229,29 @@ def test_ids_carry_their_date_and_sort_in_answer_order():
     a = plog.new_ids(2, day)
     b = plog.new_ids(1, day + timedelta(days=1))
     assert a[0] < a[1] and a[0].startswith("p-20260301-") and b[0].startswith("p-20260302-")
+
+
+# --- what the writers write is what the readers validate -------------------------------------------
+def test_the_prediction_log_and_feedback_objects_validate_as_their_records():
+    from loopml.serving.prediction_log import prediction_records
+    from loopml.serving.predictor import Outputs
+    from loopml.serving.records import FeedbackRecord, LoggedPrediction
+    from loopml.storage.records import read, read_lines
+
+    store = MemoryStore()
+    plog = PredictionLog(store, flush_seconds=3600)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    ids = plog.new_ids(2, now)
+    out = Outputs([1.0, 0.0], [{"0.0": 0.2, "1.0": 0.8}, {"0.0": 0.9, "1.0": 0.1}])
+    plog.add(prediction_records(ids, [{"x": 1.5, "c": "a"}, {"x": None, "c": True}], out, 3, now.isoformat(),
+                                latency_ms=2.5, request_rows=2))
+    plog.flush()
+    [key] = store.list(PREDICTION_LOG + "/")
+    logged = read_lines(store, key, LoggedPrediction)
+    assert [r.id for r in logged] == ids and logged[0].latency_ms == 2.5 and logged[1].request_rows == 2
+    assert logged[0].probabilities == {"0.0": 0.2, "1.0": 0.8} and logged[1].features == {"x": None, "c": True}
+
+    assert record_feedback(store, plog, [{"id": ids[0], "label": 1.0}], now=now) == {"accepted": 1, "unknown_ids": []}
+    [fb] = store.list(FEEDBACK + "/")
+    body = read(store, fb, FeedbackRecord)
+    assert body.received_at == now.isoformat() and [(x.id, x.label) for x in body.labels] == [(ids[0], 1.0)]

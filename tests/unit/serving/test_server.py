@@ -248,7 +248,7 @@ def test_tampered_new_champion_is_refused_and_the_old_one_keeps_serving(linear_t
     v1 = linear_trained.register(store)
     assert server.current().version == v1
     v2 = linear_trained.register(store, promote=False)
-    key = registry.get(v2).artifacts["model.onnx"]["key"]
+    key = registry.get(v2).meta["artifacts"]["model.onnx"]["key"]
     store.put(key, store.get(key)[:-10] + b"0123456789")
     registry.promote(v2, why="tampered after registration", force=True)  # promote itself refuses it
     clock.advance(10)
@@ -273,7 +273,7 @@ def test_a_champion_briefly_unreadable_is_retried_not_refused(linear_trained, st
     v1 = linear_trained.register(store)
     assert server.current().version == v1
     v2 = linear_trained.register(store)
-    key = (registry.get(v2).artifacts["model.onnx"]["key"] if missing == "model.onnx"
+    key = (registry.get(v2).meta["artifacts"]["model.onnx"]["key"] if missing == "model.onnx"
            else f"registry/versions/{v2:04d}/version.json")
     saved = store.objects.pop(key)
     clock.advance(10)
@@ -285,7 +285,7 @@ def test_a_champion_briefly_unreadable_is_retried_not_refused(linear_trained, st
 
 def test_tampered_only_champion_means_503(linear_trained, store, registry, deps):
     v = linear_trained.register(store, promote=False)
-    key = registry.get(v).artifacts["model.onnx"]["key"]
+    key = registry.get(v).meta["artifacts"]["model.onnx"]["key"]
     store.put(key, b"not a model")
     registry.promote(v, why="x", force=True)  # promote itself refuses it
     with TestClient(create_app(deps)) as c:

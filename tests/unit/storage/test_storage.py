@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from loopml.storage import KeyNotFound, LocalStore, MemoryStore, Store, from_uri
-from loopml.storage.layout import LEDGER, event_key, partition_key, version_dir
+from loopml.storage.layout import partition_key, version_dir
 
 
 @pytest.fixture(params=["local", "memory", "s3"])
@@ -138,8 +138,6 @@ def test_from_uri_picks_the_adapter(tmp_path):
 def test_layout_keys():
     assert version_dir(7) == "registry/versions/0007"
     assert partition_key("predictions", "2024-05-01") == "predictions/date=2024-05-01/part.parquet"
-    a, b = event_key(LEDGER), event_key(LEDGER)
-    assert a.startswith(LEDGER + "/") and a.endswith(".json") and a != b
 
 
 def test_local_store_path_is_resolved(tmp_path, monkeypatch):
@@ -259,3 +257,16 @@ def test_invalid_json_names_the_object(store):
     store.put("registry/aliases/champion.json", b"{not json")
     with pytest.raises(CorruptObject, match="registry/aliases/champion.json is not valid JSON"):
         store.get_json("registry/aliases/champion.json")
+
+
+def test_exists_asks_for_metadata_never_the_object(store, monkeypatch):
+    """A folder stats, memory looks up, S3 sends a HEAD: none of them reads the object's bytes."""
+    store.put("big.bin", b"x" * 2_000_000)
+    reads: list[str] = []
+    if isinstance(store, (LocalStore, MemoryStore)):
+        for name in ("get", "get_versioned"):
+            monkeypatch.setattr(store, name, lambda key, *_: reads.append(key))
+    else:
+        store.client.meta.events.register("before-call.s3.GetObject", lambda **_: reads.append("GetObject"))
+    assert store.exists("big.bin") and not store.exists("missing.bin") and not store.exists("big")
+    assert reads == []
