@@ -279,7 +279,7 @@ def cmd_release_smoke(args: argparse.Namespace) -> None:
 
 def _release_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     rp = sub.add_parser("release", help="the CI/CD pipeline's steps: check, publish, promote, smoke, rollback",
-                        description="The CI/CD pipeline's steps (see .github/workflows/ and README: Releases).")
+                        description="The CI/CD pipeline's steps (see .github/workflows/ and docs/releases.md).")
     rs = rp.add_subparsers(dest="release_command", required=True)
 
     def step(name: str, fn: Any, help: str, target: bool = True) -> argparse.ArgumentParser:

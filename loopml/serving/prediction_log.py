@@ -193,5 +193,16 @@ def prediction_records(ids: list[str], rows: list[dict[str, Any]], out: Outputs,
     """One log record per row; ``extra`` (e.g. ``latency_ms`` of the request and ``request_rows``, which
     monitoring turns into latency per chunk and cost) is copied into each."""
     probs = out.probabilities or [None] * len(rows)
-    return [{"id": i, "time": now, "version": version, "features": r, "prediction": p, "probabilities": pr, **extra}
-            for i, r, p, pr in zip(ids, rows, out.predictions, probs, strict=True)]
+    return [{"id": i, "time": now, "version": version, "features": _capped(r), "prediction": p, "probabilities": pr,
+             **extra} for i, r, p, pr in zip(ids, rows, out.predictions, probs, strict=True)]
+
+
+MAX_LOGGED_TEXT = 256  # characters of one text value kept in the log: an unseen category is still unseen when cut
+
+
+def _capped(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as logged: text values cut to MAX_LOGGED_TEXT, so that one request cannot put megabytes of
+    category text into the log (the model saw the whole value; monitoring needs only that it is unseen)."""
+    if not any(isinstance(v, str) and len(v) > MAX_LOGGED_TEXT for v in row.values()):
+        return row
+    return {k: v[:MAX_LOGGED_TEXT] if isinstance(v, str) else v for k, v in row.items()}

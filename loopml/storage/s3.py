@@ -49,7 +49,7 @@ def client_config() -> Any:
 
     s = get_settings()
     return Config(connect_timeout=s.s3_timeout_seconds, read_timeout=s.s3_timeout_seconds,
-                  retries={"max_attempts": s.s3_max_attempts, "mode": "standard"})
+                  retries={"total_max_attempts": s.s3_max_attempts, "mode": "standard"})  # the first one included
 
 
 def _error_code(err: Exception) -> str:

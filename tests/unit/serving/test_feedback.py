@@ -255,3 +255,15 @@ def test_the_prediction_log_and_feedback_objects_validate_as_their_records():
     [fb] = store.list(FEEDBACK + "/")
     body = read(store, fb, FeedbackRecord)
     assert body.received_at == now.isoformat() and [(x.id, x.label) for x in body.labels] == [(ids[0], 1.0)]
+
+
+def test_the_log_keeps_at_most_max_logged_text_characters_of_a_text_value():
+    from loopml.serving.prediction_log import MAX_LOGGED_TEXT, prediction_records
+    from loopml.serving.predictor import Outputs
+
+    huge = "z" * 6_000_000  # a request's worth of unseen category text
+    rows = [{"x": 1.0, "c": huge}, {"x": 2.0, "c": "a"}]
+    records = prediction_records(["p1", "p2"], rows, Outputs([1.0, 0.0], None), 1, "2026-03-01T00:00:00+00:00")
+    assert records[0]["features"] == {"x": 1.0, "c": "z" * MAX_LOGGED_TEXT}
+    assert records[1]["features"] is rows[1]  # nothing to cut: the row itself, no copy on the hot path
+    assert rows[0]["c"] is huge  # the request's row is left as the model saw it

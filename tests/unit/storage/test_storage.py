@@ -270,3 +270,42 @@ def test_exists_asks_for_metadata_never_the_object(store, monkeypatch):
         store.client.meta.events.register("before-call.s3.GetObject", lambda **_: reads.append("GetObject"))
     assert store.exists("big.bin") and not store.exists("missing.bin") and not store.exists("big")
     assert reads == []
+
+
+def test_s3_max_attempts_counts_every_connection_the_first_included(monkeypatch):
+    """LOOPML_S3_MAX_ATTEMPTS=N makes N connections to an endpoint that never answers, not N+1 (botocore's
+    ``max_attempts`` counts retries only)."""
+    import socket
+    import threading
+
+    from loopml.settings import get_settings
+    from loopml.storage.base import StoreError
+    from loopml.storage.s3 import S3Store
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])  # held open, never answered
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("LOOPML_S3_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("LOOPML_S3_MAX_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(StoreError):
+            S3Store("s3://silent/root").get("x.json")
+    finally:
+        listener.close()
+        get_settings.cache_clear()
+    assert len(accepted) == 2
