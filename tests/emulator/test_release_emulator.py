@@ -165,8 +165,8 @@ def test_the_pipeline_against_the_emulator_rolls_back_a_failed_release_by_itself
 
     def corrupt() -> None:
         """The forced failure: what prod would serve is damaged after the gates passed."""
-        for info in Registry(prod).get(second).artifacts.values():
-            prod.put(info["key"], b"corrupted")
+        for info in Registry(prod).get(second).record.artifacts.values():
+            prod.put(info.key, b"corrupted")
 
     failed = release(second, "bob", before_prod_smoke=corrupt)
     assert failed.returncode != 0, failed.stdout

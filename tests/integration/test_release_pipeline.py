@@ -105,8 +105,8 @@ def test_the_pipeline_in_order_ends_with_a_rollback_of_model_and_function(projec
 
         # a forced failure: prod's served artifact is corrupted; a fresh API instance cannot load it
         prod = from_uri(STAGES["prod"])
-        for info in Registry(prod).get(second).artifacts.values():
-            prod.put(info["key"], b"corrupted")
+        for info in Registry(prod).get(second).record.artifacts.values():
+            prod.put(info.key, b"corrupted")
         apis["prod"].__exit__(None, None, None)
         apis["prod"] = ApiThread(STAGES["prod"], KEY).__enter__()
         failed = make_smoke(apis["prod"].url, "STACK=loopml-prod")
