@@ -54,8 +54,8 @@ def slow_project(tmp_path: Path, car_loan_full):
     raw = car_loan_spec(".")
     raw["data"] = {"train": "train.parquet"}
     raw["constraints"] = {}
-    raw["candidates"] = [{"family": "random_forest", "n_iter": 400,
-                          "space": {"n_estimators": [400], "max_depth": [None], "min_samples_leaf": [1]}}]
+    raw["candidates"] = [{"family": "random_forest", "n_iter": 40,
+                          "space": {"n_estimators": list(range(400, 440)), "max_depth": [None], "min_samples_leaf": [1]}}]
     (tmp_path / "project.yaml").write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "AWS_", "LOOPML_"))}
     env.update({"PYTHONPATH": str(REPO), "METAFLOW_DEFAULT_DATASTORE": "local", "METAFLOW_DEFAULT_METADATA": "local",
